@@ -1,0 +1,292 @@
+package sessionstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/sessions"
+)
+
+// ErrUnavailable marks errors caused by the backend not answering. Handlers
+// turn it into 503; every other session problem means "no session".
+var ErrUnavailable = errors.New("session store unavailable")
+
+// Options configures a GorillaStore.
+type Options struct {
+	// Kind is written into every record ("login", "oauth-flow"); a record of
+	// another kind is never accepted, so a flow cookie cannot act as a login.
+	Kind string
+	// TTL is the absolute lifetime of a session, from its creation.
+	TTL time.Duration
+	// IdleTimeout, when positive, ends a session not seen for that long.
+	IdleTimeout time.Duration
+	// TouchAfter bounds how often a read pushes the idle deadline forward:
+	// a read-only request writes to the store at most once per interval.
+	TouchAfter time.Duration
+	// Cookie returns the attributes of cookies for this request. MaxAge is
+	// ignored: it is always derived from the session's expiry.
+	Cookie func(r *http.Request) sessions.Options
+	Logger *slog.Logger
+}
+
+// GorillaStore adapts a Store to gorilla/sessions (and so to the echo-contrib
+// session middleware). The cookie holds only a signed opaque token; the
+// store holds a sealed Record under the token's hash.
+type GorillaStore struct {
+	backend Store
+	codec   *Codec
+	opts    Options
+}
+
+// NewGorillaStore returns an adapter over backend.
+func NewGorillaStore(backend Store, codec *Codec, opts Options) *GorillaStore {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Cookie == nil {
+		opts.Cookie = func(*http.Request) sessions.Options {
+			return sessions.Options{Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+		}
+	}
+	return &GorillaStore{backend: backend, codec: codec, opts: opts}
+}
+
+// state is what the adapter remembers about a loaded session. It rides in
+// Session.Values under an unexported key type, which no caller can collide
+// with and which is never serialised.
+type state struct {
+	createdAt  time.Time
+	expiresAt  time.Time // absolute
+	loaded     []byte    // the values as loaded, to skip unchanged saves
+	hadCookie  bool      // a cookie came with the request ...
+	notFound   bool      // ... but named no live session
+	rejectedAs string    // why a cookie was not accepted, for logs
+}
+
+type stateKey struct{}
+
+func stateOf(s *sessions.Session) *state {
+	if st, ok := s.Values[stateKey{}].(*state); ok {
+		return st
+	}
+	st := &state{}
+	s.Values[stateKey{}] = st
+	return st
+}
+
+// Get returns the session called name for this request, loading it once per
+// request through gorilla's registry.
+func (g *GorillaStore) Get(r *http.Request, name string) (*sessions.Session, error) {
+	return sessions.GetRegistry(r).Get(g, name)
+}
+
+// New loads the session named by the request's cookie, or returns an empty
+// one. It always returns a session: gorilla's registry dereferences it even
+// when err is set. err wraps ErrUnavailable only when the backend failed.
+func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, error) {
+	s := g.empty(r, name)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return s, nil
+	}
+	st := stateOf(s)
+	st.hadCookie = true
+	token, err := g.codec.DecodeCookie(name, c.Value)
+	if err != nil {
+		st.notFound, st.rejectedAs = true, "bad cookie"
+		g.opts.Logger.Info("session cookie rejected", "cookie", name, "reason", err.Error())
+		return s, nil
+	}
+	key := KeyFor(token)
+	ctx := r.Context()
+	data, storeExp, found, err := g.backend.Find(ctx, key)
+	if err != nil {
+		return s, fmt.Errorf("%w: find session %s: %w", ErrUnavailable, ShortID(key), err)
+	}
+	now := time.Now()
+	if !found {
+		st.notFound, st.rejectedAs = true, "not found"
+		return s, nil
+	}
+	rec, err := g.codec.OpenRecord(key, data)
+	if err != nil || rec.Kind != g.opts.Kind || !now.Before(rec.ExpiresAt) {
+		// Unreadable, foreign or stale: never a 500, just no session.
+		st.notFound, st.rejectedAs = true, "unreadable record"
+		g.opts.Logger.Warn("session record rejected", "session", ShortID(key), "kind", g.opts.Kind, "error", err)
+		return s, nil
+	}
+	for k, v := range rec.Values {
+		s.Values[k] = v
+	}
+	st.createdAt, st.expiresAt = rec.CreatedAt, rec.ExpiresAt
+	st.loaded, _ = json.Marshal(rec.Values)
+	s.ID = token
+	s.IsNew = false
+	g.touch(ctx, key, rec.ExpiresAt, storeExp, now)
+	return s, nil
+}
+
+// touch pushes the idle deadline forward, lazily.
+func (g *GorillaStore) touch(ctx context.Context, key string, absolute, storeExp, now time.Time) {
+	if g.opts.IdleTimeout <= 0 {
+		return
+	}
+	next := g.storeExpiry(absolute, now)
+	if next.Sub(storeExp) < g.opts.TouchAfter || !next.After(storeExp) {
+		return
+	}
+	if err := g.backend.Touch(ctx, key, next); err != nil {
+		// The read succeeded; a failed touch only shortens the idle window.
+		g.opts.Logger.Warn("session touch failed", "session", ShortID(key), "error", err)
+	}
+}
+
+// storeExpiry is when the store should drop the record: the absolute expiry,
+// or sooner when an idle timeout is set.
+func (g *GorillaStore) storeExpiry(absolute, now time.Time) time.Time {
+	if g.opts.IdleTimeout > 0 {
+		if idle := now.Add(g.opts.IdleTimeout); idle.Before(absolute) {
+			return idle
+		}
+	}
+	return absolute
+}
+
+func (g *GorillaStore) empty(r *http.Request, name string) *sessions.Session {
+	s := sessions.NewSession(g, name)
+	opts := g.opts.Cookie(r)
+	s.Options = &opts
+	s.IsNew = true
+	stateOf(s)
+	return s
+}
+
+// Fresh returns an empty session called name that ignores any cookie the
+// request carries; saving it creates a new token.
+func (g *GorillaStore) Fresh(r *http.Request, name string) *sessions.Session {
+	return g.empty(r, name)
+}
+
+// Regenerate deletes s from the store and empties it, so that the next Save
+// issues a new token: the fix for session fixation at login.
+func (g *GorillaStore) Regenerate(ctx context.Context, s *sessions.Session) error {
+	if s.ID != "" {
+		if err := g.backend.Delete(ctx, KeyFor(s.ID)); err != nil {
+			return fmt.Errorf("%w: delete session: %w", ErrUnavailable, err)
+		}
+	}
+	s.ID = ""
+	s.IsNew = true
+	clear(s.Values)
+	stateOf(s)
+	return nil
+}
+
+// Save writes s when it changed. A session with MaxAge < 0 is deleted from
+// the store and its cookie cleared. An empty new session writes nothing, so
+// visitors who never start a login leave no rows.
+func (g *GorillaStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.Session) error {
+	st := stateOf(s)
+	if s.Options.MaxAge < 0 {
+		if s.ID != "" {
+			if err := g.backend.Delete(r.Context(), KeyFor(s.ID)); err != nil {
+				return fmt.Errorf("%w: delete session: %w", ErrUnavailable, err)
+			}
+		}
+		http.SetCookie(w, sessions.NewCookie(s.Name(), "", s.Options))
+		s.ID = ""
+		return nil
+	}
+	values := make(map[string]json.RawMessage, len(s.Values))
+	for k, v := range s.Values {
+		name, ok := k.(string)
+		if !ok {
+			if _, internal := k.(stateKey); internal {
+				continue
+			}
+			return fmt.Errorf("session %q: value key %v is not a string", s.Name(), k)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("session %q: encode value %q: %w", s.Name(), name, err)
+		}
+		values[name] = b
+	}
+	encoded, _ := json.Marshal(values)
+	now := time.Now()
+	if s.ID == "" {
+		if len(values) == 0 {
+			return nil
+		}
+		s.ID = NewToken()
+		s.IsNew = true
+		st.createdAt, st.expiresAt = now, now.Add(g.opts.TTL)
+	} else if bytes.Equal(encoded, st.loaded) {
+		return nil
+	}
+	key := KeyFor(s.ID)
+	plain, err := encodeRecord(Record{Kind: g.opts.Kind, CreatedAt: st.createdAt, ExpiresAt: st.expiresAt, Values: values})
+	if err != nil {
+		return err
+	}
+	if err := g.backend.Save(r.Context(), key, g.codec.Seal(key, plain), g.storeExpiry(st.expiresAt, now)); err != nil {
+		return fmt.Errorf("%w: save session %s: %w", ErrUnavailable, ShortID(key), err)
+	}
+	st.loaded = encoded
+	cookieValue, err := g.codec.EncodeCookie(s.Name(), s.ID)
+	if err != nil {
+		return fmt.Errorf("encode session cookie: %w", err)
+	}
+	opts := *s.Options
+	opts.MaxAge = int(math.Ceil(st.expiresAt.Sub(now).Seconds()))
+	http.SetCookie(w, sessions.NewCookie(s.Name(), cookieValue, &opts))
+	return nil
+}
+
+// Value returns the value stored under key as a T: the value itself when it
+// was set in this request, or decoded from the record's JSON.
+func Value[T any](s *sessions.Session, key string) (T, bool) {
+	var zero T
+	switch v := s.Values[key].(type) {
+	case nil:
+		return zero, false
+	case T:
+		return v, true
+	case json.RawMessage:
+		var out T
+		if err := json.Unmarshal(v, &out); err != nil {
+			return zero, false
+		}
+		return out, true
+	default:
+		return zero, false
+	}
+}
+
+// Info describes a loaded session for pages and the API.
+type Info struct {
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// Key is the store key's short label; never the token.
+	Key string
+	// Lost is true when the request carried a cookie that names no live
+	// session (expired, signed out, tampered, or a store that forgot it).
+	Lost bool
+}
+
+// InfoOf returns what the adapter knows about s.
+func InfoOf(s *sessions.Session) Info {
+	st := stateOf(s)
+	info := Info{CreatedAt: st.createdAt, ExpiresAt: st.expiresAt, Lost: st.hadCookie && st.notFound}
+	if s.ID != "" {
+		info.Key = ShortID(KeyFor(s.ID))
+	}
+	return info
+}

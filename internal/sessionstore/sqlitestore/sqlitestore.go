@@ -1,0 +1,279 @@
+// Package sqlitestore keeps sessions in an embedded SQLite file through the
+// pure-Go modernc.org/sqlite driver: no server, no cgo, and sessions survive
+// restarts. It suits one server; several servers want Redis.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Options configures a Store.
+type Options struct {
+	// Path is the database file; its folder is created (mode 0700) and the
+	// file is created with mode 0600, which SQLite also gives its -wal and
+	// -shm files.
+	Path string
+	// Table holds the sessions; it must be a plain SQL identifier.
+	Table string
+	// CleanupInterval is how often expired rows are deleted (default 1m).
+	CleanupInterval time.Duration
+	// CleanupBatch bounds the rows one DELETE removes, so cleanup never
+	// holds the write lock for long (default 1000).
+	CleanupBatch int
+	Logger       *slog.Logger
+}
+
+// Store is a SQLite sessionstore.Backend.
+type Store struct {
+	// SQLite allows one writer at a time. A pool of one connection for
+	// writes queues them in Go instead of having them fight over the lock
+	// ("database is locked"); reads use their own pool and, thanks to WAL,
+	// never wait for writes.
+	reader, writer *sql.DB
+	q              queries
+	opts           Options
+	stop, done     chan struct{}
+}
+
+type queries struct {
+	find, save, touch, del, page, cleanup string
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// New opens (creating if needed) the database and its table, and starts the
+// periodic cleanup of expired rows.
+func New(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("sqlite store: empty database path")
+	}
+	if !identRe.MatchString(opts.Table) {
+		return nil, fmt.Errorf("sqlite store: table name %q is not a plain identifier (letters, digits, underscore)", opts.Table)
+	}
+	if opts.CleanupInterval <= 0 {
+		opts.CleanupInterval = time.Minute
+	}
+	if opts.CleanupBatch <= 0 {
+		opts.CleanupBatch = 1000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := createFile(opts.Path); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	reader, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %q: %w", opts.Path, err)
+	}
+	writer, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		reader.Close()
+		return nil, fmt.Errorf("open sqlite store %q: %w", opts.Path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	reader.SetMaxOpenConns(8)
+	reader.SetMaxIdleConns(8)
+	reader.SetConnMaxIdleTime(0)
+	t := opts.Table
+	s := &Store{
+		reader: reader, writer: writer, opts: opts,
+		stop: make(chan struct{}), done: make(chan struct{}),
+		q: queries{
+			find:    `SELECT data, expires_at FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
+			save:    `INSERT INTO ` + t + ` (key, data, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
+			touch:   `UPDATE ` + t + ` SET expires_at = ? WHERE key = ? AND expires_at > ?`,
+			del:     `DELETE FROM ` + t + ` WHERE key = ?`,
+			page:    `SELECT key, data, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
+			cleanup: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`,
+		},
+	}
+	schema := `CREATE TABLE IF NOT EXISTS ` + t + ` (key TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at);`
+	if _, err := writer.ExecContext(ctx, schema); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("create sqlite table %q in %q: %w", t, opts.Path, err)
+	}
+	go s.cleanupLoop()
+	return s, nil
+}
+
+// createFile makes the folder and an empty database file with owner-only
+// permissions before SQLite touches it; SQLite would otherwise create it
+// with the process umask (usually world-readable).
+func createFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create folder for sqlite store %q: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create sqlite store %q: %w", path, err)
+	}
+	return f.Close()
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// Find implements sessionstore.Store.
+func (s *Store) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+	var data []byte
+	var exp int64
+	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(time.Now())).Scan(&data, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, time.Time{}, false, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, false, fmt.Errorf("sqlite find: %w", err)
+	}
+	return data, time.UnixMilli(exp), true, nil
+}
+
+// Save implements sessionstore.Store.
+func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error {
+	if _, err := s.writer.ExecContext(ctx, s.q.save, key, data, ms(expiresAt)); err != nil {
+		return fmt.Errorf("sqlite save: %w", err)
+	}
+	return nil
+}
+
+// Touch implements sessionstore.Store.
+func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) error {
+	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(expiresAt), key, ms(time.Now())); err != nil {
+		return fmt.Errorf("sqlite touch: %w", err)
+	}
+	return nil
+}
+
+// Delete implements sessionstore.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := s.writer.ExecContext(ctx, s.q.del, key); err != nil {
+		return fmt.Errorf("sqlite delete: %w", err)
+	}
+	return nil
+}
+
+// All implements sessionstore.Store. It reads in pages ordered by key, so it
+// holds no read transaction open while the caller works on an entry.
+func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
+	const pageSize = 500
+	return func(yield func(sessionstore.Entry, error) bool) {
+		after := ""
+		for {
+			page, err := s.page(ctx, after, pageSize)
+			if err != nil {
+				yield(sessionstore.Entry{}, err)
+				return
+			}
+			for _, e := range page {
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if len(page) < pageSize {
+				return
+			}
+			after = page[len(page)-1].Key
+		}
+	}
+}
+
+func (s *Store) page(ctx context.Context, after string, n int) ([]sessionstore.Entry, error) {
+	rows, err := s.reader.QueryContext(ctx, s.q.page, after, ms(time.Now()), n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite list: %w", err)
+	}
+	defer rows.Close()
+	var out []sessionstore.Entry
+	for rows.Next() {
+		var e sessionstore.Entry
+		var exp int64
+		if err := rows.Scan(&e.Key, &e.Data, &exp); err != nil {
+			return nil, fmt.Errorf("sqlite list: %w", err)
+		}
+		e.ExpiresAt = time.UnixMilli(exp)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite list: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteExpired removes expired rows in batches and returns how many went.
+func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		res, err := s.writer.ExecContext(ctx, s.q.cleanup, ms(time.Now()), s.opts.CleanupBatch)
+		if err != nil {
+			return total, fmt.Errorf("sqlite cleanup: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < int64(s.opts.CleanupBatch) {
+			return total, nil
+		}
+	}
+}
+
+func (s *Store) cleanupLoop() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.CleanupInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.CleanupInterval)
+			n, err := s.DeleteExpired(ctx)
+			cancel()
+			if err != nil {
+				s.opts.Logger.Warn("SQLite session cleanup failed", "error", err)
+			} else if n > 0 {
+				s.opts.Logger.Debug("SQLite expired sessions removed", "count", n)
+			}
+		}
+	}
+}
+
+// Ping implements sessionstore.Backend.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.reader.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite ping: %w", err)
+	}
+	return nil
+}
+
+// Close stops the cleanup and closes the database.
+func (s *Store) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	return s.closeDBs()
+}
+
+func (s *Store) closeDBs() error {
+	return errors.Join(s.reader.Close(), s.writer.Close())
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.opts.Path }

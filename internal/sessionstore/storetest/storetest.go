@@ -1,0 +1,272 @@
+// Package storetest is the conformance suite every sessionstore backend
+// passes. A backend's own test calls Run with a Harness; a new backend is
+// done when it passes this suite against a real server.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
+)
+
+// Harness tells the suite how to get stores.
+type Harness struct {
+	// New returns an empty, isolated store (its own table, key prefix or
+	// collection) and closes it when the test ends.
+	New func(t *testing.T) sessionstore.Backend
+	// Restart, when set, restarts the server under a live client (or, for an
+	// embedded store, closes and reopens it) and returns the store to use
+	// afterwards. Records saved before must still be there.
+	Restart func(t *testing.T, s sessionstore.Backend) sessionstore.Backend
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"NotFound", testNotFound},
+		{"SaveFind", testSaveFind},
+		{"Overwrite", testOverwrite},
+		{"Delete", testDelete},
+		{"Expiry", testExpiry},
+		{"Touch", testTouch},
+		{"All", testAll},
+		{"LargeRecord", testLarge},
+		{"ConcurrentWriters", testConcurrent},
+		{"ContextCancelled", testCancelled},
+		{"Restart", testRestart},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustSave(t *testing.T, s sessionstore.Store, key string, data []byte, exp time.Time) {
+	t.Helper()
+	if err := s.Save(ctx(t), key, data, exp); err != nil {
+		t.Fatalf("Save(%q): %v", key, err)
+	}
+}
+
+// find returns the data and expiry, failing the test on a system error.
+func find(t *testing.T, s sessionstore.Store, key string) ([]byte, time.Time, bool) {
+	t.Helper()
+	data, exp, found, err := s.Find(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Find(%q): %v", key, err)
+	}
+	return data, exp, found
+}
+
+func expectData(t *testing.T, s sessionstore.Store, key string, want []byte) time.Time {
+	t.Helper()
+	got, exp, found := find(t, s, key)
+	if !found {
+		t.Fatalf("Find(%q): not found, want %q", key, want)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Find(%q) = %q, want %q", key, got, want)
+	}
+	return exp
+}
+
+func expectGone(t *testing.T, s sessionstore.Store, key string) {
+	t.Helper()
+	if data, _, found := find(t, s, key); found {
+		t.Fatalf("Find(%q) found %q, want not found", key, data)
+	}
+}
+
+func sameSecond(t *testing.T, got, want time.Time) {
+	t.Helper()
+	if d := got.Sub(want); d > time.Second || d < -time.Second {
+		t.Fatalf("expiry = %v, want %v (within a second)", got, want)
+	}
+}
+
+func testNotFound(t *testing.T, h Harness) {
+	s := h.New(t)
+	expectGone(t, s, "missing-key")
+}
+
+func testSaveFind(t *testing.T, h Harness) {
+	s := h.New(t)
+	exp := time.Now().Add(time.Hour)
+	mustSave(t, s, "k1", []byte("hello"), exp)
+	sameSecond(t, expectData(t, s, "k1", []byte("hello")), exp)
+}
+
+func testOverwrite(t *testing.T, h Harness) {
+	s := h.New(t)
+	mustSave(t, s, "k", []byte("one"), time.Now().Add(time.Hour))
+	exp := time.Now().Add(2 * time.Hour)
+	mustSave(t, s, "k", []byte("two"), exp)
+	sameSecond(t, expectData(t, s, "k", []byte("two")), exp)
+}
+
+func testDelete(t *testing.T, h Harness) {
+	s := h.New(t)
+	mustSave(t, s, "k", []byte("v"), time.Now().Add(time.Hour))
+	if err := s.Delete(ctx(t), "k"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	expectGone(t, s, "k")
+	if err := s.Delete(ctx(t), "never-there"); err != nil {
+		t.Fatalf("Delete of a missing key: %v, want nil", err)
+	}
+}
+
+func testExpiry(t *testing.T, h Harness) {
+	s := h.New(t)
+	mustSave(t, s, "past", []byte("v"), time.Now().Add(-time.Second))
+	expectGone(t, s, "past")
+
+	exp := time.Now().Add(1500 * time.Millisecond)
+	mustSave(t, s, "soon", []byte("v"), exp)
+	expectData(t, s, "soon", []byte("v"))
+	time.Sleep(time.Until(exp) + 100*time.Millisecond)
+	expectGone(t, s, "soon")
+}
+
+func testTouch(t *testing.T, h Harness) {
+	s := h.New(t)
+	mustSave(t, s, "k", []byte("v"), time.Now().Add(1500*time.Millisecond))
+	later := time.Now().Add(time.Hour)
+	if err := s.Touch(ctx(t), "k", later); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	sameSecond(t, expectData(t, s, "k", []byte("v")), later)
+	time.Sleep(1700 * time.Millisecond)
+	expectData(t, s, "k", []byte("v")) // would be gone without the touch
+
+	if err := s.Touch(ctx(t), "missing", later); err != nil {
+		t.Fatalf("Touch of a missing key: %v, want nil", err)
+	}
+	expectGone(t, s, "missing")
+}
+
+func testAll(t *testing.T, h Harness) {
+	s := h.New(t)
+	want := map[string]string{}
+	for i := range 7 {
+		k := fmt.Sprintf("live-%d", i)
+		want[k] = fmt.Sprintf("data-%d", i)
+		mustSave(t, s, k, []byte(want[k]), time.Now().Add(time.Hour))
+	}
+	mustSave(t, s, "expired", []byte("x"), time.Now().Add(-time.Minute))
+	got := map[string]string{}
+	for e, err := range s.All(ctx(t)) {
+		if err != nil {
+			t.Fatalf("All: %v", err)
+		}
+		if _, dup := got[e.Key]; dup {
+			t.Fatalf("All yielded %q twice", e.Key)
+		}
+		got[e.Key] = string(e.Data)
+		sameSecond(t, e.ExpiresAt, time.Now().Add(time.Hour))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("All = %v, want %v", got, want)
+	}
+	// Stopping early must be allowed.
+	for range s.All(ctx(t)) {
+		break
+	}
+}
+
+func testLarge(t *testing.T, h Harness) {
+	s := h.New(t)
+	big := make([]byte, 64<<10)
+	_, _ = rand.Read(big)
+	mustSave(t, s, "big", big, time.Now().Add(time.Hour))
+	expectData(t, s, "big", big)
+}
+
+func testConcurrent(t *testing.T, h Harness) {
+	s := h.New(t)
+	const writers = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := ctx(t)
+			exp := time.Now().Add(time.Hour)
+			if err := s.Save(c, fmt.Sprintf("w-%d", i), []byte(fmt.Sprint(i)), exp); err != nil {
+				errs <- err
+			}
+			if err := s.Save(c, "shared", []byte(fmt.Sprint(i)), exp); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Save: %v", err)
+	}
+	for i := range writers {
+		expectData(t, s, fmt.Sprintf("w-%d", i), []byte(fmt.Sprint(i)))
+	}
+	if _, _, found := find(t, s, "shared"); !found {
+		t.Fatal("shared key lost under concurrent writers")
+	}
+}
+
+func testCancelled(t *testing.T, h Harness) {
+	s := h.New(t)
+	mustSave(t, s, "k", []byte("v"), time.Now().Add(time.Hour))
+	c, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, found, err := s.Find(c, "k"); err == nil || found {
+		t.Fatalf("Find with a cancelled context = found %v, err %v; want an error", found, err)
+	}
+	if err := s.Save(c, "k2", []byte("v"), time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("Save with a cancelled context succeeded; want an error")
+	}
+	expectData(t, s, "k", []byte("v"))
+}
+
+func testRestart(t *testing.T, h Harness) {
+	if h.Restart == nil {
+		// Not a skip: a store with no server to restart has nothing to
+		// prove here, and the harness says so by leaving Restart nil.
+		t.Log("store has no server to restart")
+		return
+	}
+	s := h.New(t)
+	mustSave(t, s, "before", []byte("kept"), time.Now().Add(time.Hour))
+	s = h.Restart(t, s)
+	// The client must reconnect by itself; give it a few seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _, found, err := s.Find(ctx(t), "before")
+		if err == nil {
+			if !found || string(data) != "kept" {
+				t.Fatalf("after restart: found %v data %q, want %q", found, data, "kept")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover within 10s of a restart: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mustSave(t, s, "after", []byte("new"), time.Now().Add(time.Hour))
+	expectData(t, s, "after", []byte("new"))
+}
