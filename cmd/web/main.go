@@ -1,0 +1,227 @@
+// Command web is the app: an Echo server with Google (or any OpenID Connect)
+// login whose sessions live in the store SESSION_STORE names.
+//
+//	web                serve (the default)
+//	web healthcheck    exit 0 if the server on PORT answers /healthz
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/joho/godotenv"
+
+	oauthsessions "github.com/example/oauth-sessions"
+	"github.com/example/oauth-sessions/internal/auth"
+	"github.com/example/oauth-sessions/internal/config"
+	"github.com/example/oauth-sessions/internal/devprovider"
+	"github.com/example/oauth-sessions/internal/handlers"
+	"github.com/example/oauth-sessions/internal/sessionstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; everything it takes from the OS comes in as a
+// parameter so tests can start it in-process with their own environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("web", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	envFile := fset.String("env-file", ".env", "file of KEY=value lines read before the environment (the environment wins)")
+	if err := fset.Parse(args); err != nil {
+		return err
+	}
+	getenv, err := withEnvFile(*envFile, getenv)
+	if err != nil {
+		return err
+	}
+	switch cmd := fset.Arg(0); cmd {
+	case "", "serve":
+		return serve(ctx, getenv, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
+	default:
+		return fmt.Errorf("unknown command %q (commands: serve, healthcheck)", cmd)
+	}
+}
+
+// withEnvFile layers a .env file under the real environment, if it exists.
+func withEnvFile(path string, getenv func(string) string) (func(string) string, error) {
+	vals, err := godotenv.Read(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return getenv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return vals[k]
+	}, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stdout)
+
+	secrets := cfg.SessionSecrets
+	if len(secrets) == 0 {
+		secret, created, err := config.DevSecret(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		secrets = []string{secret}
+		logger.Warn("SESSION_SECRET is not set: using a development secret kept in the data folder; set SESSION_SECRET in production",
+			"file", cfg.DataDir+"/session-secret", "created", created)
+	}
+	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
+	if err != nil {
+		return fmt.Errorf("config: SESSION_SECRET: %w", err)
+	}
+
+	logger.Info("Initializing session store", "storeType", cfg.SessionStore, "environment", cfg.Env)
+	backend, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := backend.Close(); err != nil {
+			logger.Warn("Closing session store failed", "error", err)
+		}
+	}()
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if err := backend.Ping(pingCtx); err != nil {
+		logger.Error("Session store is not reachable yet; serving 503 on session routes until it answers",
+			"storeType", cfg.SessionStore, "error", err)
+	}
+	cancel()
+
+	tmpl, err := template.ParseFS(oauthsessions.Files, "web/templates/*.html")
+	if err != nil {
+		return fmt.Errorf("parse templates: %w", err)
+	}
+	static, err := fs.Sub(oauthsessions.Files, "static")
+	if err != nil {
+		return fmt.Errorf("static files: %w", err)
+	}
+
+	deps := handlers.Deps{
+		Logger: logger, Backend: backend, StoreName: cfg.SessionStore, Codec: codec,
+		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
+		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
+		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
+	}
+	callback := cfg.BaseURL.String() + "/api/auth/google/callback"
+	if cfg.DemoLogin {
+		const path = "/demo-idp"
+		clientSecret := sessionstore.NewToken()
+		dev, err := devprovider.New(devprovider.Config{
+			Issuer: cfg.BaseURL.String() + path, ClientID: "demo-client", ClientSecret: clientSecret,
+			RedirectURIs: []string{callback},
+		})
+		if err != nil {
+			return fmt.Errorf("start demo provider: %w", err)
+		}
+		deps.DevProvider, deps.DevProviderPath = dev, path
+		deps.Provider = auth.NewProvider(auth.ProviderConfig{
+			Name: "demo", Issuer: cfg.BaseURL.String() + path, ClientID: "demo-client",
+			ClientSecret: clientSecret, RedirectURL: callback, HTTPClient: dev.Client(),
+		})
+		logger.Warn("No Google credentials: the home page offers the built-in development login (never available in production)")
+	} else {
+		deps.Provider = auth.NewProvider(auth.ProviderConfig{
+			Name: "google", Issuer: cfg.GoogleIssuerURL, ClientID: cfg.GoogleClientID,
+			ClientSecret: cfg.GoogleClientSecret, RedirectURL: callback,
+		})
+	}
+
+	srv := &http.Server{
+		Addr:              net.JoinHostPort("", strconv.Itoa(cfg.Port)),
+		Handler:           handlers.New(deps),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10, // a larger header gets 431
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("config: PORT: cannot listen on %s: %w", srv.Addr, err)
+	}
+	logger.Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", cfg.SessionStore, "environment", cfg.Env)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("Shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("Server stopped")
+	return nil
+}
+
+// healthcheck asks the local server's /healthz; the container image has no
+// shell tools, so the binary checks itself.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	port := getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: status %d", res.StatusCode)
+	}
+	return nil
+}

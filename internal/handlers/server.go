@@ -1,0 +1,243 @@
+// Package handlers is the HTTP surface: every route is in routes.go, the
+// handlers beside it close over what they need. New builds the whole handler
+// from its dependencies; nothing here is global.
+package handlers
+
+import (
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/sessions"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/example/oauth-sessions/internal/auth"
+	"github.com/example/oauth-sessions/internal/sessionstore"
+)
+
+// Deps is everything the handlers need.
+type Deps struct {
+	Logger    *slog.Logger
+	Backend   sessionstore.Backend
+	StoreName string // "sqlite", "redis", "mongo", "memory"
+	Codec     *sessionstore.Codec
+	Provider  *auth.Provider
+	// DevProvider, when set, is the built-in demo provider, mounted below
+	// DevProviderPath.
+	DevProvider     http.Handler
+	DevProviderPath string
+
+	Production     bool
+	BaseURL        *url.URL
+	TrustProxy     bool
+	SessionTTL     time.Duration
+	IdleTimeout    time.Duration
+	TouchAfter     time.Duration
+	AllowedDomains []string
+
+	Templates *template.Template
+	Static    fs.FS
+}
+
+// server holds the dependencies and the two session stores built on them.
+type server struct {
+	Deps
+	login   *sessionstore.GorillaStore
+	flows   *sessionstore.GorillaStore
+	cookies cookies
+}
+
+// New returns the application's HTTP handler.
+func New(d Deps) *echo.Echo {
+	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}}
+	s.login = sessionstore.NewGorillaStore(d.Backend, d.Codec, sessionstore.Options{
+		Kind: "login", TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter,
+		Cookie: s.cookies.attributes, Logger: d.Logger,
+	})
+	s.flows = sessionstore.NewGorillaStore(d.Backend, d.Codec, sessionstore.Options{
+		Kind: "oauth-flow", TTL: auth.FlowTTL, Cookie: s.cookies.attributes, Logger: d.Logger,
+	})
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	if d.TrustProxy {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	} else {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+	addRoutes(e, s)
+	return e
+}
+
+// cookies decides every cookie attribute in one place.
+type cookies struct {
+	production, trustProxy bool
+}
+
+// secure reports whether this request's cookies must be Secure: always in
+// production, and in development when the request came over HTTPS.
+func (c cookies) secure(r *http.Request) bool {
+	if c.production || r.TLS != nil {
+		return true
+	}
+	return c.trustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+// name returns the cookie name for base: with the __Host- prefix whenever
+// the cookie is Secure, so the browser pins it to this host and path "/".
+func (c cookies) name(r *http.Request, base string) string {
+	if c.secure(r) {
+		return "__Host-" + base
+	}
+	return base
+}
+
+// attributes sets every attribute explicitly: gorilla/sessions' defaults
+// changed in v1.3 and differ between stores. Lax, not Strict: the OAuth
+// callback is a cross-site top-level navigation that must carry the cookie.
+func (c cookies) attributes(r *http.Request) sessions.Options {
+	return sessions.Options{Path: "/", HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteLaxMode}
+}
+
+// errorBody is the one shape of every JSON error.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// pageError is an error with the page a person should see.
+type pageError struct {
+	status int
+	title  string
+	detail string
+	cause  error
+}
+
+func (e *pageError) Error() string {
+	if e.cause != nil {
+		return e.title + ": " + e.cause.Error()
+	}
+	return e.title
+}
+
+func (e *pageError) Unwrap() error { return e.cause }
+
+const storeDownMessage = "The session store is not answering right now. Please try again in a moment."
+
+// handleError is the single place where an error becomes a response: JSON
+// for /api/ and health routes, an HTML page otherwise; never a stack trace.
+func (s *server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, title, detail := http.StatusInternalServerError, "Something went wrong", "The server could not complete this request."
+	var pe *pageError
+	var he *echo.HTTPError
+	switch {
+	case errors.Is(err, sessionstore.ErrUnavailable):
+		status, title, detail = http.StatusServiceUnavailable, "Session store unavailable", storeDownMessage
+	case errors.As(err, &pe):
+		status, title, detail = pe.status, pe.title, pe.detail
+	case errors.As(err, &he):
+		status = he.Code
+		title = http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			detail = m
+		} else {
+			detail = title
+		}
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.Logger.Log(c.Request().Context(), level, "request failed", "status", status,
+		"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c), "error", err.Error())
+
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	if wantsJSON(c) {
+		msg := detail
+		if status == http.StatusServiceUnavailable {
+			msg = storeDownMessage
+		}
+		_ = c.JSON(status, errorBody{Error: msg})
+		return
+	}
+	_ = s.render(c, status, "error.html", map[string]any{"Status": status, "Title": title, "Detail": detail})
+}
+
+func wantsJSON(c echo.Context) bool {
+	p := c.Request().URL.Path
+	if strings.HasPrefix(p, "/api/auth/google") {
+		return false // browser navigations: show a page
+	}
+	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" ||
+		strings.Contains(c.Request().Header.Get("Accept"), "application/json")
+}
+
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+func (s *server) render(c echo.Context, status int, name string, data map[string]any) error {
+	var b strings.Builder
+	if err := s.Templates.ExecuteTemplate(&b, name, data); err != nil {
+		s.Logger.Error("template failed", "template", name, "error", err)
+		return c.String(http.StatusInternalServerError, "internal error")
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.HTML(status, b.String())
+}
+
+// requestLogger logs one structured line per request; never cookies or
+// query strings (they carry codes and state).
+func (s *server) requestLogger() echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogLatency: true, LogMethod: true, LogURIPath: true, LogRequestID: true, LogRemoteIP: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			s.Logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID), slog.String("ip", v.RemoteIP))
+			return nil
+		},
+	})
+}
+
+// securityHeaders sets the headers every response carries.
+func (s *server) securityHeaders() echo.MiddlewareFunc {
+	hsts := 0
+	if s.Production {
+		hsts = 63072000
+	}
+	return middleware.SecureWithConfig(middleware.SecureConfig{
+		ContentTypeNosniff: "nosniff",
+		XFrameOptions:      "DENY",
+		HSTSMaxAge:         hsts,
+		ReferrerPolicy:     "same-origin",
+		// Inline styles only for the demo provider's single page; no inline
+		// scripts anywhere.
+		ContentSecurityPolicy: "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+	})
+}
+
+// crossOriginProtection refuses cross-origin state-changing requests using
+// the standard library's Fetch-metadata/Origin check.
+func (s *server) crossOriginProtection() echo.MiddlewareFunc {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"error":"cross-origin request refused"}` + "\n"))
+	}))
+	return echo.WrapMiddleware(cop.Handler)
+}
