@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/devprovider"
+)
+
+// testSecret is a fixed SESSION_SECRET so restarts keep sessions valid.
+const testSecret = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+// idp is an OpenID Connect provider with a login form, on its own server.
+type idp struct {
+	*devprovider.Provider
+	URL string
+}
+
+const (
+	idpClientID     = "test-client"
+	idpClientSecret = "test-client-secret"
+)
+
+func startIDP(t *testing.T) *idp {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + srv.Listener.Addr().String()
+	p, err := devprovider.New(devprovider.Config{Issuer: issuer, ClientID: idpClientID, ClientSecret: idpClientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = p
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &idp{Provider: p, URL: issuer}
+}
+
+// app is one run of the program, started in-process through run().
+type app struct {
+	URL    string
+	env    map[string]string
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// baseEnv is the environment of an app signing in against p, keeping its
+// SQLite file and secret in dir.
+func baseEnv(t *testing.T, p *idp, dir string) map[string]string {
+	port := freePort(t)
+	return map[string]string{
+		"PORT":                 fmt.Sprint(port),
+		"BASE_URL":             fmt.Sprintf("http://127.0.0.1:%d", port),
+		"DATA_DIR":             dir,
+		"SESSION_SECRET":       testSecret,
+		"SESSION_TTL":          "1h",
+		"GOOGLE_CLIENT_ID":     idpClientID,
+		"GOOGLE_CLIENT_SECRET": idpClientSecret,
+		"GOOGLE_ISSUER_URL":    p.URL,
+		"LOG_LEVEL":            "debug",
+	}
+}
+
+// startApp runs the program with env and waits until /healthz answers.
+func startApp(t *testing.T, env map[string]string) *app {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &app{URL: env["BASE_URL"], env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	getenv := func(k string) string { return env[k] }
+	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := http.Get(a.URL + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-a.done:
+			t.Fatalf("app exited during start-up: %v\n%s", err, a.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app did not answer /healthz within 15s\n%s", a.logs)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	t.Cleanup(func() { a.stop(t) })
+	return a
+}
+
+// stop shuts the app down the way SIGTERM does and waits for run to return.
+func (a *app) stop(t *testing.T) {
+	t.Helper()
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	a.cancel = nil
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("run returned %v\n%s", err, a.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("app did not stop within 15s")
+	}
+}
+
+// restart stops the app and starts it again with the same environment.
+func (a *app) restart(t *testing.T) *app {
+	t.Helper()
+	a.stop(t)
+	return startApp(t, a.env)
+}
+
+// browser is a cookie-keeping client that does not follow redirects, so each
+// step of the flow can be checked.
+type browser struct {
+	*http.Client
+	t *testing.T
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, Client: &http.Client{
+		Jar:           jar,
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type response struct {
+	Status   int
+	Body     string
+	Location string
+	Header   http.Header
+}
+
+func (b *browser) do(req *http.Request) response {
+	b.t.Helper()
+	res, err := b.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return response{Status: res.StatusCode, Body: string(body), Location: res.Header.Get("Location"), Header: res.Header}
+}
+
+func (b *browser) get(u string) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return b.do(req)
+}
+
+func (b *browser) postForm(u string, form url.Values) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// cookie returns the browser's cookie called name for u.
+func (b *browser) cookie(u, name string) *http.Cookie {
+	pu, _ := url.Parse(u)
+	for _, c := range b.Jar.Cookies(pu) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// startLogin begins a login and returns the provider's authorize URL.
+func (b *browser) startLogin(a *app, returnTo string) string {
+	b.t.Helper()
+	u := a.URL + "/api/auth/google"
+	if returnTo != "" {
+		u += "?returnTo=" + url.QueryEscape(returnTo)
+	}
+	res := b.get(u)
+	if res.Status != http.StatusFound || res.Location == "" {
+		b.t.Fatalf("GET /api/auth/google = %d %q, want a redirect to the provider\n%s", res.Status, res.Location, res.Body)
+	}
+	return res.Location
+}
+
+// approve fills in the provider's login form and returns the callback URL.
+func (b *browser) approve(authorizeURL, name, email string) string {
+	b.t.Helper()
+	page := b.get(authorizeURL)
+	if page.Status != http.StatusOK || !strings.Contains(page.Body, "<form") {
+		b.t.Fatalf("provider login page = %d\n%s", page.Status, page.Body)
+	}
+	au, _ := url.Parse(authorizeURL)
+	form := au.Query()
+	form.Set("name", name)
+	form.Set("email", email)
+	form.Set("action", "allow")
+	res := b.postForm(au.Scheme+"://"+au.Host+au.Path, form)
+	if res.Status != http.StatusFound {
+		b.t.Fatalf("provider form post = %d\n%s", res.Status, res.Body)
+	}
+	return res.Location
+}
+
+// login runs the whole flow and checks it lands on returnTo.
+func (b *browser) login(a *app, name, email string) {
+	b.t.Helper()
+	cb := b.approve(b.startLogin(a, ""), name, email)
+	res := b.get(cb)
+	if res.Status != http.StatusFound || res.Location != "/" {
+		b.t.Fatalf("callback = %d %q, want 302 to /\n%s", res.Status, res.Location, res.Body)
+	}
+}
+
+// me returns the status and body of /api/auth/me.
+func (b *browser) me(a *app) response {
+	b.t.Helper()
+	return b.get(a.URL + "/api/auth/me")
+}
+
