@@ -221,7 +221,7 @@ func (b *browser) startLogin(a *app, returnTo string) string {
 	}
 	res := b.get(u)
 	if res.Status != http.StatusFound || res.Location == "" {
-		b.t.Fatalf("GET /api/auth/google = %d %q, want a redirect to the provider\n%s", res.Status, res.Location, res.Body)
+		b.t.Fatalf("GET /api/auth/google = %d %q, want a redirect to the provider\n%s\napp log:\n%s", res.Status, res.Location, res.Body, a.logs)
 	}
 	return res.Location
 }

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/testservers"
+)
+
+// storeEnv adds what SESSION_STORE=store needs to env, starting the server.
+func storeEnv(t *testing.T, env map[string]string, store string) {
+	t.Helper()
+	env["SESSION_STORE"] = store
+	switch store {
+	case "redis":
+		env["REDIS_URL"], _ = testservers.RedisURL(t)
+		env["REDIS_KEY_PREFIX"] = "e2e:" + t.Name() + ":"
+	case "mongo", "mongodb":
+		env["MONGODB_SESSION_URL"], _ = testservers.MongoURL(t, "e2e")
+		env["MONGODB_SESSION_COLLECTION"] = "s" + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	}
+}
+
+func TestEveryStoreKeepsSessionsAcrossRestart(t *testing.T) {
+	p := startIDP(t)
+	for _, store := range []string{"sqlite", "redis", "mongo", "mongodb", "memory"} {
+		t.Run(store, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			storeEnv(t, env, store)
+			a := startApp(t, env)
+			if !strings.Contains(a.logs.String(), "Initializing session store") {
+				t.Fatalf("no start-up log line:\n%s", a.logs)
+			}
+			b := newBrowser(t)
+			b.login(a, "Ada Lovelace", "ada@example.com")
+			me := expectSignedIn(t, b, a, "ada@example.com")
+			wantStore := store
+			if store == "mongodb" {
+				wantStore = "mongo"
+			}
+			if me.Session.Store != wantStore {
+				t.Fatalf("session store = %q, want %q", me.Session.Store, wantStore)
+			}
+			a = a.restart(t)
+			if store == "memory" {
+				expectSignedOut(t, b, a)
+				home := b.get(a.URL + "/")
+				if !strings.Contains(home.Body, "the restart signed you out") {
+					t.Fatalf("home page after a memory-store restart does not say why the user is signed out:\n%s", home.Body)
+				}
+				return
+			}
+			expectSignedIn(t, b, a, "ada@example.com")
+		})
+	}
+}
+
+func TestRedisServerRestartKeepsSessions(t *testing.T) {
+	p := startIDP(t)
+	srv := testservers.Redis(t) // append-only persistence on
+	env := baseEnv(t, p, t.TempDir())
+	env["SESSION_STORE"] = "redis"
+	env["REDIS_HOST"], env["REDIS_PORT"] = "127.0.0.1", strings.Split(srv.Addr, ":")[1]
+	a := startApp(t, env)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	srv.Restart(t)
+	waitFor(t, 5*time.Second, func() bool { return b.me(a).Status == http.StatusOK })
+	expectSignedIn(t, b, a, "ada@example.com")
+}
+
+func TestTwoInstancesShareRedis(t *testing.T) {
+	p := startIDP(t)
+	srv := testservers.Redis(t)
+	env1 := baseEnv(t, p, t.TempDir())
+	env1["SESSION_STORE"], env1["REDIS_URL"] = "redis", "redis://"+srv.Addr
+	env2 := baseEnv(t, p, t.TempDir())
+	env2["SESSION_STORE"], env2["REDIS_URL"] = "redis", "redis://"+srv.Addr
+	one, two := startApp(t, env1), startApp(t, env2)
+
+	b := newBrowser(t)
+	b.login(one, "Ada", "ada@example.com")
+	// Same cookie, other instance (a load balancer would send it there).
+	sid := b.cookie(one.URL, "sid").Value
+	onTwo := func(method, path string) int {
+		req, _ := http.NewRequest(method, two.URL+path, nil)
+		req.Header.Set("Cookie", "sid="+sid)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if s := onTwo(http.MethodGet, "/api/auth/me"); s != http.StatusOK {
+		t.Fatalf("instance two /api/auth/me = %d, want 200 (shared session)", s)
+	}
+	if s := onTwo(http.MethodPost, "/api/auth/logout"); s != http.StatusOK {
+		t.Fatalf("logout on instance two = %d", s)
+	}
+	expectSignedOut(t, b, one)
+}
+
+func waitFor(t *testing.T, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func status(t *testing.T, b *browser, u string) (int, string) {
+	t.Helper()
+	r := b.get(u)
+	return r.Status, r.Body
+}
+
+// TestStoreOutage503AndRecovery stops each server store under a signed-in
+// user: session routes give a readable 503, /readyz says unavailable, and
+// everything works again once the server is back, without a restart.
+func TestStoreOutage503AndRecovery(t *testing.T) {
+	p := startIDP(t)
+	for _, store := range []string{"redis", "mongo"} {
+		t.Run(store, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			env["SESSION_STORE"] = store
+			var srv *testservers.Proc
+			if store == "redis" {
+				srv = testservers.Redis(t)
+				env["REDIS_URL"] = "redis://" + srv.Addr
+			} else {
+				srv = testservers.Mongo(t)
+				env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/outage"
+			}
+			a := startApp(t, env)
+			b := newBrowser(t)
+			b.login(a, "Ada", "ada@example.com")
+
+			srv.Stop(t)
+			code, body := status(t, b, a.URL+"/api/auth/me")
+			var e struct{ Error string }
+			if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, "session store") {
+				t.Fatalf("/api/auth/me with the store down = %d %s; want 503 with a readable error", code, body)
+			}
+			if strings.Contains(body, "goroutine") || strings.Contains(body, ".go:") {
+				t.Fatalf("503 body leaks internals: %s", body)
+			}
+			if code, _ := status(t, b, a.URL+"/readyz"); code != http.StatusServiceUnavailable {
+				t.Fatalf("/readyz with the store down = %d, want 503", code)
+			}
+			if code, _ := status(t, b, a.URL+"/healthz"); code != http.StatusOK {
+				t.Fatalf("/healthz with the store down = %d, want 200 (the process is alive)", code)
+			}
+			if code, body := status(t, b, a.URL+"/"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not answering") {
+				t.Fatalf("home with the store down = %d\n%s", code, body)
+			}
+			if code, body := status(t, b, a.URL+"/api/auth/google"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not answering") {
+				t.Fatalf("login with the store down = %d\n%s", code, body)
+			}
+
+			srv.Start(t)
+			waitFor(t, 15*time.Second, func() bool { c, _ := status(t, b, a.URL+"/readyz"); return c == http.StatusOK })
+			waitFor(t, 15*time.Second, func() bool { return b.me(a).Status == http.StatusOK })
+			expectSignedIn(t, b, a, "ada@example.com")
+		})
+	}
+}
+
+// TestStartsWithStoreDown: a server store that is down at start-up does not
+// stop the app; it reports 503 until the store comes.
+func TestStartsWithStoreDown(t *testing.T) {
+	p := startIDP(t)
+	for _, store := range []string{"redis", "mongo"} {
+		t.Run(store, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			env["SESSION_STORE"] = store
+			var srv *testservers.Proc
+			if store == "redis" {
+				srv = testservers.Redis(t)
+				env["REDIS_URL"] = "redis://" + srv.Addr
+			} else {
+				srv = testservers.Mongo(t)
+				env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/startdown"
+			}
+			srv.Stop(t)
+			a := startApp(t, env)
+			if !strings.Contains(a.logs.String(), "not reachable yet") {
+				t.Fatalf("no clear log line about the unreachable store:\n%s", a.logs)
+			}
+			b := newBrowser(t)
+			if code, _ := status(t, b, a.URL+"/readyz"); code != http.StatusServiceUnavailable {
+				t.Fatalf("/readyz = %d, want 503", code)
+			}
+			srv.Start(t)
+			waitFor(t, 15*time.Second, func() bool { c, _ := status(t, b, a.URL+"/readyz"); return c == http.StatusOK })
+			b.login(a, "Ada", "ada@example.com")
+			expectSignedIn(t, b, a, "ada@example.com")
+		})
+	}
+}

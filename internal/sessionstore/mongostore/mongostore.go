@@ -1,0 +1,346 @@
+// Package mongostore keeps sessions in MongoDB with the official v2 driver,
+// for deployments that already run MongoDB. It also works with
+// MongoDB-compatible servers that lack TTL indexes (FerretDB v1, some hosted
+// services) by falling back to periodic deletion.
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
+)
+
+// AutoRemove modes, as connect-mongo named them.
+const (
+	AutoRemoveNative   = "native"   // a TTL index; fall back to interval if refused
+	AutoRemoveInterval = "interval" // a periodic DeleteMany
+	AutoRemoveDisabled = "disabled" // leave expired documents (reads still ignore them)
+)
+
+// Options configures a Store.
+type Options struct {
+	// Client is a connected driver client; the store disconnects it on Close.
+	Client     *mongo.Client
+	Database   string
+	Collection string
+	// AutoRemove is native (default), interval or disabled.
+	AutoRemove string
+	// Interval is how often the interval mode deletes expired documents.
+	Interval time.Duration
+	// Batch bounds the documents one delete removes (default 1000).
+	Batch  int
+	Logger *slog.Logger
+}
+
+// Store is a MongoDB sessionstore.Backend. A document is
+// {_id: key, data: <binary>, expiresAt: <date>}.
+type Store struct {
+	client *mongo.Client
+	coll   *mongo.Collection
+	opts   Options
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	mu   sync.Mutex
+	mode string // the auto-remove mode in force, once settled
+}
+
+type doc struct {
+	ID        string    `bson:"_id"`
+	Data      []byte    `bson:"data"`
+	ExpiresAt time.Time `bson:"expiresAt"`
+}
+
+// New returns a store and starts, in the background, the set-up of expiry
+// (the TTL index, retried until the server answers) and, where needed, the
+// periodic cleanup. It does not wait for the server.
+func New(opts Options) (*Store, error) {
+	if opts.Client == nil {
+		return nil, errors.New("mongo store: nil client")
+	}
+	if opts.Database == "" || opts.Collection == "" {
+		return nil, errors.New("mongo store: database and collection are required")
+	}
+	switch opts.AutoRemove {
+	case "":
+		opts.AutoRemove = AutoRemoveNative
+	case AutoRemoveNative, AutoRemoveInterval, AutoRemoveDisabled:
+	default:
+		return nil, fmt.Errorf("mongo store: unknown auto-remove mode %q", opts.AutoRemove)
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Minute
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		client: opts.Client,
+		coll:   opts.Client.Database(opts.Database).Collection(opts.Collection),
+		opts:   opts, stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go s.maintain()
+	return s, nil
+}
+
+// Mode returns the auto-remove mode in force ("" until it is settled).
+func (s *Store) Mode() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode
+}
+
+// errNotImplemented is MongoDB's NotImplemented, FerretDB's answer to a TTL
+// index.
+const errNotImplemented = 238
+
+// settleMode creates the TTL index when asked to, and decides the mode.
+func (s *Store) settleMode(ctx context.Context) (string, error) {
+	if s.opts.AutoRemove != AutoRemoveNative {
+		return s.opts.AutoRemove, nil
+	}
+	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "expiresAt", Value: 1}},
+		Options: options.Index().SetExpireAfterSeconds(0).SetName("expiresAt_ttl"),
+	})
+	if err == nil {
+		return AutoRemoveNative, nil
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && (ce.Code == errNotImplemented || ce.HasErrorLabel("NotImplemented")) {
+		s.opts.Logger.Warn("MongoDB server refused the TTL index; deleting expired sessions periodically instead",
+			"collection", s.opts.Collection, "interval", s.opts.Interval, "error", ce.Message)
+		return AutoRemoveInterval, nil
+	}
+	if errors.As(err, &ce) && !mongo.IsNetworkError(err) && !mongo.IsTimeout(err) {
+		// Another refusal (permissions, an incompatible index): reads are
+		// still correct, only cleanup is affected, so say so and go on.
+		s.opts.Logger.Warn("Could not create the MongoDB TTL index; deleting expired sessions periodically instead",
+			"collection", s.opts.Collection, "error", ce.Message)
+		return AutoRemoveInterval, nil
+	}
+	return "", err
+}
+
+func (s *Store) maintain() {
+	defer close(s.done)
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	wait := time.Second
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-retry.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		mode, err := s.settleMode(ctx)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			s.mode = mode
+			s.mu.Unlock()
+			break
+		}
+		s.opts.Logger.Warn("MongoDB not reachable yet; will retry setting up session expiry", "error", err, "retryIn", wait)
+		retry.Reset(wait)
+		wait = min(2*wait, time.Minute)
+	}
+	if s.Mode() != AutoRemoveInterval {
+		return
+	}
+	t := time.NewTicker(s.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Interval)
+			n, err := s.DeleteExpired(ctx)
+			cancel()
+			if err != nil {
+				s.opts.Logger.Warn("MongoDB session cleanup failed", "error", err)
+			} else if n > 0 {
+				s.opts.Logger.Debug("MongoDB expired sessions removed", "count", n)
+			}
+		}
+	}
+}
+
+// DeleteExpired removes expired documents in batches and returns how many.
+func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		cur, err := s.coll.Find(ctx, bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$lte", Value: time.Now()}}}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(s.opts.Batch)))
+		if err != nil {
+			return total, fmt.Errorf("mongo cleanup: %w", err)
+		}
+		var ids []struct {
+			ID string `bson:"_id"`
+		}
+		if err := cur.All(ctx, &ids); err != nil {
+			return total, fmt.Errorf("mongo cleanup: %w", err)
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		keys := make([]string, len(ids))
+		for i, id := range ids {
+			keys[i] = id.ID
+		}
+		res, err := s.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}})
+		if err != nil {
+			return total, fmt.Errorf("mongo cleanup: %w", err)
+		}
+		total += res.DeletedCount
+		if len(ids) < s.opts.Batch {
+			return total, nil
+		}
+	}
+}
+
+// Find implements sessionstore.Store. It looks up by _id alone and checks
+// the expiry here: the server's TTL monitor runs only about once a minute,
+// and some compatible servers are far slower with a compound filter.
+func (s *Store) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, time.Time{}, false, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, false, fmt.Errorf("mongo find: %w", err)
+	}
+	if !time.Now().Before(d.ExpiresAt) {
+		return nil, time.Time{}, false, nil
+	}
+	return d.Data, d.ExpiresAt, true, nil
+}
+
+// Save implements sessionstore.Store.
+func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error {
+	d := doc{ID: key, Data: data, ExpiresAt: expiresAt.Truncate(time.Millisecond)}
+	var err error
+	// Two upserts of one new _id can race, and the loser gets a duplicate
+	// key error (MongoDB documents this); by the retry the document
+	// exists, so it is replaced.
+	for range 3 {
+		_, err = s.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, d, options.Replace().SetUpsert(true))
+		if !mongo.IsDuplicateKeyError(err) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mongo save: %w", err)
+	}
+	return nil
+}
+
+// Touch implements sessionstore.Store with a small $set of the expiry.
+func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) error {
+	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: expiresAt.Truncate(time.Millisecond)}}}})
+	if err != nil {
+		return fmt.Errorf("mongo touch: %w", err)
+	}
+	return nil
+}
+
+// Delete implements sessionstore.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+		return fmt.Errorf("mongo delete: %w", err)
+	}
+	return nil
+}
+
+// All implements sessionstore.Store.
+func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
+	return func(yield func(sessionstore.Entry, error) bool) {
+		cur, err := s.coll.Find(ctx, bson.D{}, options.Find().SetBatchSize(500))
+		if err != nil {
+			yield(sessionstore.Entry{}, fmt.Errorf("mongo list: %w", err))
+			return
+		}
+		defer cur.Close(context.WithoutCancel(ctx))
+		for cur.Next(ctx) {
+			var d doc
+			if err := cur.Decode(&d); err != nil {
+				yield(sessionstore.Entry{}, fmt.Errorf("mongo list: %w", err))
+				return
+			}
+			if !time.Now().Before(d.ExpiresAt) {
+				continue
+			}
+			if !yield(sessionstore.Entry{Key: d.ID, Data: d.Data, ExpiresAt: d.ExpiresAt}, nil) {
+				return
+			}
+		}
+		if err := cur.Err(); err != nil {
+			yield(sessionstore.Entry{}, fmt.Errorf("mongo list: %w", err))
+		}
+	}
+}
+
+// Ping implements sessionstore.Backend.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return fmt.Errorf("mongo ping: %w", err)
+	}
+	return nil
+}
+
+// Close stops the background work and disconnects.
+func (s *Store) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.client.Disconnect(ctx)
+}
+
+// Connect returns a client for uri and the database its path names
+// ("sessions" when it names none). It does not wait for the server. Without
+// an explicit serverSelectionTimeoutMS it uses 5s rather than the driver's
+// 30s, so an outage becomes a quick 503 rather than a hung request.
+func Connect(uri string) (*mongo.Client, string, error) {
+	cs, err := connstring.ParseAndValidate(uri)
+	if err != nil {
+		return nil, "", fmt.Errorf("parse MongoDB URL: %w", err)
+	}
+	db := cs.Database
+	if db == "" {
+		db = "sessions"
+	}
+	opts := options.Client().ApplyURI(uri).SetAppName("oauth-sessions")
+	if !cs.ServerSelectionTimeoutSet {
+		opts.SetServerSelectionTimeout(5 * time.Second)
+	}
+	if cs.ConnectTimeout == 0 {
+		opts.SetConnectTimeout(5 * time.Second)
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("mongo client: %w", err)
+	}
+	return client, db, nil
+}
