@@ -260,4 +260,3 @@ func (b *browser) me(a *app) response {
 	b.t.Helper()
 	return b.get(a.URL + "/api/auth/me")
 }
-

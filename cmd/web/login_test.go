@@ -344,7 +344,7 @@ func TestProviderUnreachableGivesAClearPage(t *testing.T) {
 	p := startIDP(t)
 	env := baseEnv(t, p, t.TempDir())
 	env["GOOGLE_ISSUER_URL"] = "http://127.0.0.1:1" // nothing listens there
-	a := startApp(t, env)                          // starts without the provider
+	a := startApp(t, env)                           // starts without the provider
 	b := newBrowser(t)
 	r := b.get(a.URL + "/api/auth/google")
 	if r.Status != http.StatusBadGateway || !strings.Contains(r.Body, "could not be reached") {
