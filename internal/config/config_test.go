@@ -107,3 +107,46 @@ func TestDevSecretIsKeptAcrossStarts(t *testing.T) {
 		t.Fatalf("secret file mode %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
 }
+
+// TestEnvExampleListsExactlyWhatIsRead keeps .env.example in step with Load.
+func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
+	read := map[string]bool{}
+	if _, err := Load(func(k string) string { read[k] = true; return "" }); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf(".env.example: line %q is not KEY=value", line)
+		}
+		listed[name] = true
+	}
+	for k := range read {
+		if !listed[k] {
+			t.Errorf("the app reads %s but .env.example does not list it", k)
+		}
+	}
+	for k := range listed {
+		if !read[k] {
+			t.Errorf(".env.example lists %s but the app does not read it", k)
+		}
+	}
+	// The file's values must load as they are.
+	vals := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			vals[k] = v
+		}
+	}
+	if _, err := Load(func(k string) string { return vals[k] }); err != nil {
+		t.Fatalf(".env.example as given does not load: %v", err)
+	}
+}

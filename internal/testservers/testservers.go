@@ -25,10 +25,13 @@ type Proc struct {
 	Name string
 	Addr string
 	Dir  string
-	args []string
-	bin  string
-	cmd  *exec.Cmd
-	log  *os.File
+	// LastExit is how the process ended at its last Stop (nil: exit 0).
+	LastExit error
+	args     []string
+	env      []string
+	bin      string
+	cmd      *exec.Cmd
+	log      *os.File
 }
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -55,6 +58,7 @@ func (p *Proc) start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Dir = p.Dir
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	// The server dies with the test binary, even if the test crashes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -90,7 +94,7 @@ func (p *Proc) Stop(t testing.TB) {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
+	go func() { p.LastExit = p.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -115,14 +119,32 @@ func (p *Proc) Restart(t testing.TB) {
 	p.Start(t)
 }
 
+// Logs returns what the process has written to stdout and stderr.
+func (p *Proc) Logs() string {
+	b, _ := os.ReadFile(p.log.Name())
+	return string(b)
+}
+
+// Start runs bin with args and extra environment, waits until it listens
+// on port, and stops it when the test ends.
+func Start(t testing.TB, name, bin string, port int, args, env []string) *Proc {
+	t.Helper()
+	return newProcEnv(t, name, bin, port, func(string) []string { return args }, env)
+}
+
 func newProc(t testing.TB, name, bin string, port int, args func(dir string) []string) *Proc {
+	t.Helper()
+	return newProcEnv(t, name, bin, port, args, nil)
+}
+
+func newProcEnv(t testing.TB, name, bin string, port int, args func(dir string) []string, env []string) *Proc {
 	t.Helper()
 	dir := t.TempDir()
 	log, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proc{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: bin, log: log}
+	p := &Proc{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: bin, log: log, env: env}
 	p.args = args(dir)
 	p.start(t)
 	t.Cleanup(func() { p.Stop(t); log.Close() })

@@ -1,0 +1,72 @@
+// Command devidp runs the development OpenID Connect provider on its own:
+// a login form where anyone signs in as anyone. The browser tests use it as
+// the provider the app signs in against, and it lets you try the app with
+// GOOGLE_ISSUER_URL pointing at a provider you control. Never expose it.
+//
+//	devidp -addr 127.0.0.1:9000 -client-id demo -client-secret demo-secret
+//
+// then run the app with GOOGLE_ISSUER_URL=http://127.0.0.1:9000,
+// GOOGLE_CLIENT_ID=demo and GOOGLE_CLIENT_SECRET=demo-secret.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/devprovider"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "devidp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("devidp", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:9000", "address to listen on")
+	issuer := fs.String("issuer", "", "public issuer URL (default http://ADDR)")
+	clientID := fs.String("client-id", "demo-client", "the one registered client's id")
+	clientSecret := fs.String("client-secret", "demo-secret", "the client's secret")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *issuer == "" {
+		*issuer = "http://" + *addr
+	}
+	p, err := devprovider.New(devprovider.Config{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintln(stdout, "devidp: OpenID Connect provider at", *issuer)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
