@@ -103,7 +103,7 @@ func baseEnv(t *testing.T, p *idp, dir string) map[string]string {
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{URL: env["BASE_URL"], env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	a := &app{URL: "http://127.0.0.1:" + env["PORT"], env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	getenv := func(k string) string { return env[k] }
 	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs) }()
 	deadline := time.Now().Add(15 * time.Second)

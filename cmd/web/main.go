@@ -29,6 +29,7 @@ import (
 	"github.com/example/oauth-sessions/internal/config"
 	"github.com/example/oauth-sessions/internal/devprovider"
 	"github.com/example/oauth-sessions/internal/handlers"
+	"github.com/example/oauth-sessions/internal/metrics"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
@@ -118,6 +119,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
+	m := metrics.New()
+	backend = m.Store(cfg.SessionStore, backend)
 	defer func() {
 		if err := backend.Close(); err != nil {
 			logger.Warn("Closing session store failed", "error", err)
@@ -140,7 +143,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 
 	deps := handlers.Deps{
-		Logger: logger, Backend: backend, StoreName: cfg.SessionStore, Codec: codec,
+		Logger: logger, Backend: backend, StoreName: cfg.SessionStore, Codec: codec, Metrics: m,
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,

@@ -51,6 +51,7 @@ func (s *server) startLogin() echo.HandlerFunc {
 		r := c.Request()
 		flow, authURL, err := s.Provider.Start(r.Context(), c.QueryParam("returnTo"))
 		if err != nil {
+			s.Metrics.Login("failed", "provider_unreachable")
 			return providerDown(err)
 		}
 		sess := s.flows.Fresh(r, s.cookies.name(r, flowCookie(flow.State)))
@@ -58,6 +59,7 @@ func (s *server) startLogin() echo.HandlerFunc {
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
+		s.Metrics.Login("started", "")
 		s.Logger.Info("Login started", "provider", s.Provider.Name(), "flow", sessionstore.InfoOf(sess).Key)
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.Redirect(http.StatusFound, authURL)
@@ -79,6 +81,7 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		r := c.Request()
 		state := c.QueryParam("state")
 		if state == "" || len(state) > 256 {
+			s.Metrics.Login("failed", "bad_state")
 			return badFlow("The sign-in response had no valid state.")
 		}
 		flowSess, err := s.flows.Get(r, s.cookies.name(r, flowCookie(state)))
@@ -87,6 +90,7 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		}
 		flow, ok := sessionstore.Value[auth.Flow](flowSess, flowKey)
 		if flowSess.IsNew || !ok || !auth.CheckState(flow, state) {
+			s.Metrics.Login("failed", "bad_state")
 			s.Logger.Info("Login refused", "reason", "unknown or replayed state")
 			return badFlow("This sign-in link has expired, was already used, or was started in another browser.")
 		}
@@ -98,6 +102,7 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		}
 
 		if e := c.QueryParam("error"); e != "" {
+			s.Metrics.Login("failed", "provider_error")
 			s.Logger.Info("Login refused", "reason", "provider error", "error", e)
 			title, detail := "Sign-in cancelled", "You cancelled the sign-in, so you are not signed in."
 			if e != "access_denied" {
@@ -107,18 +112,22 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		}
 		code := c.QueryParam("code")
 		if code == "" {
+			s.Metrics.Login("failed", "no_code")
 			return badFlow("The sign-in response had no authorization code.")
 		}
 		id, err := s.Provider.Finish(r.Context(), flow, code)
 		switch {
 		case errors.Is(err, auth.ErrProviderUnreachable):
+			s.Metrics.Login("failed", "provider_unreachable")
 			return providerDown(err)
 		case err != nil:
+			s.Metrics.Login("failed", "token_rejected")
 			s.Logger.Warn("Login refused", "reason", "token verification failed", "error", err)
 			return &pageError{status: http.StatusUnauthorized, title: "Sign-in failed",
 				detail: "The sign-in provider's answer could not be verified, so you are not signed in.", cause: err}
 		}
 		if !auth.EmailAllowed(id.Email, s.AllowedDomains) {
+			s.Metrics.Login("failed", "domain_not_allowed")
 			s.Logger.Info("Login refused", "reason", "email domain not allowed")
 			return &pageError{status: http.StatusForbidden, title: "Account not allowed",
 				detail: "This app only accepts accounts from: " + strings.Join(s.AllowedDomains, ", ") + "."}
@@ -137,6 +146,7 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
+		s.Metrics.Login("succeeded", "")
 		s.Logger.Info("User logged in", "provider", id.Provider, "session", sessionstore.InfoOf(sess).Key)
 		return c.Redirect(http.StatusFound, auth.SafeReturnPath(flow.ReturnTo))
 	}

@@ -21,6 +21,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.GET("/", s.home())
 	e.GET("/healthz", s.healthz())
 	e.GET("/readyz", s.readyz())
+	e.GET("/metrics", echo.WrapHandler(s.Metrics.Handler()))
 
 	e.GET("/api/auth/google", s.startLogin())
 	e.GET("/api/auth/google/callback", s.finishLogin())

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/example/oauth-sessions/internal/auth"
+	"github.com/example/oauth-sessions/internal/metrics"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
@@ -28,6 +29,7 @@ type Deps struct {
 	StoreName string // "sqlite", "redis", "mongo", "memory"
 	Codec     *sessionstore.Codec
 	Provider  *auth.Provider
+	Metrics   *metrics.Metrics
 	// DevProvider, when set, is the built-in demo provider, mounted below
 	// DevProviderPath.
 	DevProvider     http.Handler

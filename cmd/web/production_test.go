@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// rawGet sends one request with an explicit Cookie header: Go's cookie jar
+// (like a browser) will not send Secure cookies over plain http, and these
+// tests talk to the app behind where a TLS proxy would be.
+func rawGet(t *testing.T, u, cookie string, header ...string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
+}
+
+func cookieNamed(res *http.Response, prefix string) *http.Cookie {
+	for _, c := range res.Cookies() {
+		if strings.HasPrefix(c.Name, prefix) {
+			return c
+		}
+	}
+	return nil
+}
+
+func productionEnv(t *testing.T, p *idp) map[string]string {
+	env := baseEnv(t, p, t.TempDir())
+	env["APP_ENV"] = "production"
+	env["BASE_URL"] = "https://app.example.com"
+	env["SESSION_SECRET"] = "production-secret-0123456789abcdef-0123456789"
+	env["TRUST_PROXY"] = "true"
+	delete(env, "SESSION_TTL") // the production default
+	return env
+}
+
+func TestProductionCookiesHeadersAndLogin(t *testing.T) {
+	p := startIDP(t)
+	env := productionEnv(t, p)
+	a := startApp(t, env)
+	local := a.URL
+
+	start := rawGet(t, local+"/api/auth/google", "", "X-Forwarded-Proto", "https")
+	flow := cookieNamed(start, "__Host-oauth_")
+	if start.StatusCode != http.StatusFound || flow == nil {
+		t.Fatalf("start = %d, cookies %v; want a __Host-oauth_ cookie", start.StatusCode, start.Header["Set-Cookie"])
+	}
+	if !flow.Secure || !flow.HttpOnly || flow.SameSite != http.SameSiteLaxMode || flow.Path != "/" || flow.Domain != "" {
+		t.Fatalf("flow cookie %+v: want Secure, HttpOnly, Lax, Path=/, no Domain", flow)
+	}
+	for h, want := range map[string]string{
+		"Strict-Transport-Security": "max-age=",
+		"Content-Security-Policy":   "frame-ancestors 'none'",
+		"X-Content-Type-Options":    "nosniff",
+		"Referrer-Policy":           "same-origin",
+		"X-Frame-Options":           "DENY",
+	} {
+		if !strings.Contains(start.Header.Get(h), want) {
+			t.Errorf("header %s = %q, want it to contain %q", h, start.Header.Get(h), want)
+		}
+	}
+
+	// The provider sends the browser back to the public URL; deliver that
+	// callback to the app as the TLS proxy would.
+	b := newBrowser(t)
+	cb, _ := url.Parse(b.approve(start.Header.Get("Location"), "Ada", "ada@example.com"))
+	if cb.Scheme != "https" || cb.Host != "app.example.com" {
+		t.Fatalf("redirect_uri = %s, want the https BASE_URL", cb)
+	}
+	done := rawGet(t, local+cb.Path+"?"+cb.RawQuery, flow.Name+"="+flow.Value, "X-Forwarded-Proto", "https")
+	sid := cookieNamed(done, "__Host-sid")
+	if done.StatusCode != http.StatusFound || sid == nil || !sid.Secure || !sid.HttpOnly {
+		t.Fatalf("callback = %d, cookies %v; want a Secure HttpOnly __Host-sid", done.StatusCode, done.Header["Set-Cookie"])
+	}
+	if sid.MaxAge < 86000 {
+		t.Fatalf("production session Max-Age %d, want ~24h (the production default)", sid.MaxAge)
+	}
+	me := rawGet(t, local+"/api/auth/me", "__Host-sid="+sid.Value)
+	if me.StatusCode != http.StatusOK {
+		t.Fatalf("/api/auth/me with __Host-sid = %d", me.StatusCode)
+	}
+	// A plain "sid" cookie is not what production reads.
+	if r := rawGet(t, local+"/api/auth/me", "sid="+sid.Value); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/api/auth/me with an unprefixed cookie = %d, want 401", r.StatusCode)
+	}
+	if strings.Contains(a.logs.String(), "development provider") {
+		t.Fatal("production offered the demo login")
+	}
+}
+
+func TestTrustProxyDecidesSecureCookies(t *testing.T) {
+	p := startIDP(t)
+	for _, trust := range []string{"true", "false"} {
+		env := baseEnv(t, p, t.TempDir())
+		env["TRUST_PROXY"] = trust
+		a := startApp(t, env)
+		res := rawGet(t, a.URL+"/api/auth/google", "", "X-Forwarded-Proto", "https")
+		secure := cookieNamed(res, "__Host-oauth_")
+		plain := cookieNamed(res, "oauth_")
+		if trust == "true" && (secure == nil || !secure.Secure) {
+			t.Errorf("TRUST_PROXY=true behind https: cookies %v; want Secure __Host-", res.Header["Set-Cookie"])
+		}
+		if trust == "false" && (plain == nil || plain.Secure) {
+			t.Errorf("TRUST_PROXY=false: a forged X-Forwarded-Proto changed the cookies: %v", res.Header["Set-Cookie"])
+		}
+	}
+}
+
+func TestRequestLimitsAndMetrics(t *testing.T) {
+	p := startIDP(t)
+	a := startApp(t, baseEnv(t, p, t.TempDir()))
+	if r := rawGet(t, a.URL+"/", "", "X-Huge", strings.Repeat("a", 100<<10)); r.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("100 KB header = %d, want 431", r.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, a.URL+"/api/auth/logout", bytes.NewReader(make([]byte, 1<<20)))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("1 MiB body = %d, want 413", res.StatusCode)
+	}
+
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	b.get(a.URL + "/api/auth/google/callback?state=bogus")
+	m := b.get(a.URL + "/metrics")
+	for _, want := range []string{
+		`auth_logins_total{reason="",stage="started"} 1`,
+		`auth_logins_total{reason="",stage="succeeded"} 1`,
+		`auth_logins_total{reason="bad_state",stage="failed"} 1`,
+		`session_store_operation_duration_seconds_count{operation="save",store="sqlite"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(m.Body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(a.logs.String(), b.cookie(a.URL, "sid").Value) {
+		t.Error("a request log line contains the session cookie")
+	}
+	if !strings.Contains(a.logs.String(), `msg=request method=GET path=/api/auth/me status=`) && !strings.Contains(a.logs.String(), "request_id=") {
+		t.Error("no structured request log lines")
+	}
+}
+
+func TestBadConfigFailsWithOneLine(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-env-file", "/nonexistent"}, func(k string) string {
+		return map[string]string{"SESSION_STORE": "postgres"}[k]
+	}, &out, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "config: SESSION_STORE:") {
+		t.Fatalf("run with a bad SESSION_STORE = %v; want one line naming SESSION_STORE", err)
+	}
+}
+
+func TestHealthcheckCommand(t *testing.T) {
+	p := startIDP(t)
+	env := baseEnv(t, p, t.TempDir())
+	startApp(t, env)
+	check := func(port string) error {
+		return run(context.Background(), []string{"-env-file", "/nonexistent", "healthcheck"},
+			func(k string) string { return map[string]string{"PORT": port}[k] }, io.Discard, io.Discard)
+	}
+	if err := check(env["PORT"]); err != nil {
+		t.Fatalf("healthcheck against a running app: %v", err)
+	}
+	if err := check(fmt.Sprint(freePort(t))); err == nil {
+		t.Fatal("healthcheck against a closed port succeeded")
+	}
+}
