@@ -1,0 +1,185 @@
+package sessionstore_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
+)
+
+// counting wraps a real backend and counts writes.
+type counting struct {
+	sessionstore.Backend
+	saves, touches atomic.Int64
+}
+
+func (c *counting) Save(ctx context.Context, k string, d []byte, e time.Time) error {
+	c.saves.Add(1)
+	return c.Backend.Save(ctx, k, d, e)
+}
+
+func (c *counting) Touch(ctx context.Context, k string, e time.Time) error {
+	c.touches.Add(1)
+	return c.Backend.Touch(ctx, k, e)
+}
+
+func newStore(t *testing.T, opts sessionstore.Options) (*sessionstore.GorillaStore, *counting) {
+	t.Helper()
+	mem := memstore.New(0)
+	t.Cleanup(func() { mem.Close() })
+	b := &counting{Backend: mem}
+	codec, err := sessionstore.NewCodec([]string{"a-secret-for-tests-0123456789abcdef"}, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Kind = "login"
+	if opts.TTL == 0 {
+		opts.TTL = time.Hour
+	}
+	return sessionstore.NewGorillaStore(b, codec, opts), b
+}
+
+// request runs one request carrying cookie through fn and returns the
+// response's cookie (or the one sent if none was set).
+func request(t *testing.T, g *sessionstore.GorillaStore, cookie *http.Cookie, fn func(*http.Request, http.ResponseWriter)) *http.Cookie {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if cookie != nil {
+		r.AddCookie(cookie)
+	}
+	w := httptest.NewRecorder()
+	fn(r, w)
+	for _, c := range w.Result().Cookies() {
+		return c
+	}
+	return cookie
+}
+
+func TestUnchangedSessionIsNotWritten(t *testing.T) {
+	g, b := newStore(t, sessionstore.Options{})
+	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
+		s, _ := g.Get(r, "sid")
+		s.Values["user"] = "ada"
+		if err := s.Save(r, w); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if b.saves.Load() != 1 {
+		t.Fatalf("saves = %d, want 1", b.saves.Load())
+	}
+	for range 5 {
+		request(t, g, c, func(r *http.Request, w http.ResponseWriter) {
+			s, err := g.Get(r, "sid")
+			if err != nil || s.IsNew {
+				t.Fatalf("session not loaded: %v", err)
+			}
+			if v, _ := sessionstore.Value[string](s, "user"); v != "ada" {
+				t.Fatalf("user = %q", v)
+			}
+			_ = s.Save(r, w) // nothing changed: no write
+		})
+	}
+	if b.saves.Load() != 1 || b.touches.Load() != 0 {
+		t.Fatalf("after 5 unchanged requests: %d saves, %d touches; want 1 and 0", b.saves.Load(), b.touches.Load())
+	}
+}
+
+func TestEmptySessionIsNotWritten(t *testing.T) {
+	g, b := newStore(t, sessionstore.Options{})
+	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
+		s, _ := g.Get(r, "sid")
+		_ = s.Save(r, w)
+	})
+	if b.saves.Load() != 0 || c != nil {
+		t.Fatalf("an empty session wrote %d records and cookie %v", b.saves.Load(), c)
+	}
+}
+
+func TestIdleTimeoutAndLazyTouch(t *testing.T) {
+	g, b := newStore(t, sessionstore.Options{IdleTimeout: 2 * time.Second, TouchAfter: time.Second})
+	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
+		s, _ := g.Get(r, "sid")
+		s.Values["user"] = "ada"
+		_ = s.Save(r, w)
+	})
+	read := func() bool {
+		found := false
+		request(t, g, c, func(r *http.Request, w http.ResponseWriter) {
+			s, _ := g.Get(r, "sid")
+			found = !s.IsNew
+		})
+		return found
+	}
+	// Reads within the touch interval do not write.
+	for range 3 {
+		if !read() {
+			t.Fatal("session lost while in use")
+		}
+	}
+	if b.touches.Load() != 0 {
+		t.Fatalf("%d touches within the touch interval, want 0", b.touches.Load())
+	}
+	// Keep using it past the idle timeout: lazy touches keep it alive.
+	for range 3 {
+		time.Sleep(1100 * time.Millisecond)
+		if !read() {
+			t.Fatal("an active session hit the idle timeout")
+		}
+	}
+	if n := b.touches.Load(); n < 1 || n > 3 {
+		t.Fatalf("%d touches over 3.3s with TouchAfter=1s, want 1 to 3", n)
+	}
+	// Left alone longer than the idle timeout, it ends.
+	time.Sleep(2100 * time.Millisecond)
+	if read() {
+		t.Fatal("an idle session outlived SESSION_IDLE_TIMEOUT")
+	}
+}
+
+func TestAbsoluteLifetimeIsNotExtended(t *testing.T) {
+	g, _ := newStore(t, sessionstore.Options{TTL: 1500 * time.Millisecond, IdleTimeout: time.Hour, TouchAfter: 0})
+	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
+		s, _ := g.Get(r, "sid")
+		s.Values["user"] = "ada"
+		_ = s.Save(r, w)
+	})
+	if c.MaxAge < 1 || c.MaxAge > 2 {
+		t.Fatalf("cookie Max-Age %d, want the 1.5s lifetime rounded up", c.MaxAge)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	request(t, g, c, func(r *http.Request, w http.ResponseWriter) {
+		if s, _ := g.Get(r, "sid"); !s.IsNew {
+			t.Fatal("session outlived its absolute lifetime")
+		}
+	})
+}
+
+func TestRegenerateIssuesANewToken(t *testing.T) {
+	g, _ := newStore(t, sessionstore.Options{})
+	first := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
+		s, _ := g.Get(r, "sid")
+		s.Values["user"] = "planted"
+		_ = s.Save(r, w)
+	})
+	second := request(t, g, first, func(r *http.Request, w http.ResponseWriter) {
+		s, _ := g.Get(r, "sid")
+		if err := g.Regenerate(r.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+		s.Values["user"] = "ada"
+		_ = s.Save(r, w)
+	})
+	if second.Value == first.Value {
+		t.Fatal("the session token did not change")
+	}
+	request(t, g, first, func(r *http.Request, w http.ResponseWriter) {
+		if s, _ := g.Get(r, "sid"); !s.IsNew {
+			t.Fatal("the pre-login session still works")
+		}
+	})
+}
