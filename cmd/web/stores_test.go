@@ -2,8 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,6 +205,100 @@ func TestStartsWithStoreDown(t *testing.T) {
 			waitFor(t, 15*time.Second, func() bool { c, _ := status(t, b, a.URL+"/readyz"); return c == http.StatusOK })
 			b.login(a, "Ada", "ada@example.com")
 			expectSignedIn(t, b, a, "ada@example.com")
+		})
+	}
+}
+
+// TestOutageUnderLoad stops the store while signed-in requests keep coming:
+// every answer is 200 or a readable 503 (never a 500 or a dropped
+// connection), the app serves again within 2 seconds of the store's return
+// without a restart, the session from before is still there, and no
+// goroutines are left behind.
+func TestOutageUnderLoad(t *testing.T) {
+	p := startIDP(t)
+	for _, store := range []string{"redis", "mongo"} {
+		t.Run(store, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			env["SESSION_STORE"] = store
+			var srv *testservers.Proc
+			if store == "redis" {
+				srv = testservers.Redis(t)
+				env["REDIS_URL"] = "redis://" + srv.Addr
+			} else {
+				srv = testservers.Mongo(t)
+				env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/load"
+			}
+			a := startApp(t, env)
+			b := newBrowser(t)
+			b.login(a, "Ada", "ada@example.com")
+			sid := b.cookie(a.URL, "sid").Value
+			time.Sleep(200 * time.Millisecond)
+			before := runtime.NumGoroutine()
+
+			var mu sync.Mutex
+			counts := map[int]int{}
+			var lastOK atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			client := &http.Client{Timeout: 10 * time.Second}
+			for range 8 {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						req, _ := http.NewRequest(http.MethodGet, a.URL+"/api/auth/me", nil)
+						req.Header.Set("Cookie", "sid="+sid)
+						res, err := client.Do(req)
+						code := -1
+						if err == nil {
+							io.Copy(io.Discard, res.Body)
+							res.Body.Close()
+							code = res.StatusCode
+						}
+						if code == http.StatusOK {
+							lastOK.Store(time.Now().UnixNano())
+						}
+						mu.Lock()
+						counts[code]++
+						mu.Unlock()
+						time.Sleep(5 * time.Millisecond)
+					}
+				})
+			}
+			time.Sleep(300 * time.Millisecond)
+			srv.Stop(t)
+			time.Sleep(1500 * time.Millisecond)
+			back := time.Now()
+			srv.Start(t)
+			waitFor(t, 10*time.Second, func() bool { return lastOK.Load() > back.UnixNano() })
+			recovery := time.Duration(lastOK.Load() - back.UnixNano())
+			close(stop)
+			wg.Wait()
+			client.CloseIdleConnections()
+
+			t.Logf("%s: answers %v; first 200 %v after the store was back", store, counts, recovery.Round(time.Millisecond))
+			for code, n := range counts {
+				if code != http.StatusOK && code != http.StatusServiceUnavailable {
+					t.Errorf("%d answers with status %d (-1 = connection error); want only 200 and 503", n, code)
+				}
+			}
+			if counts[http.StatusServiceUnavailable] == 0 {
+				t.Error("no 503 during the outage: the test did not see the store down")
+			}
+			if recovery > 2*time.Second {
+				t.Errorf("first success %v after the store came back, want within 2s", recovery)
+			}
+			expectSignedIn(t, b, a, "ada@example.com")
+			deadline := time.Now().Add(5 * time.Second)
+			for runtime.NumGoroutine() > before+5 && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if n := runtime.NumGoroutine(); n > before+5 {
+				t.Errorf("goroutines: %d before the outage, %d after: a leak", before, n)
+			}
 		})
 	}
 }

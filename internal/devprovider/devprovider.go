@@ -38,6 +38,9 @@ type Config struct {
 	// Tamper, when set, may change the ID token's claims before signing:
 	// tests use it to send a wrong nonce, audience, issuer or expiry.
 	Tamper func(claims map[string]any)
+	// TamperToken, when set, may replace the signed ID token: tests use it
+	// to send a bad signature or an unsigned ("alg": "none") token.
+	TamperToken func(idToken string) string
 }
 
 // Provider is an http.Handler serving discovery, the authorize form, the
@@ -92,6 +95,13 @@ func New(cfg Config) (*Provider, error) {
 func (p *Provider) SetTamper(f func(map[string]any)) {
 	p.mu.Lock()
 	p.cfg.Tamper = f
+	p.mu.Unlock()
+}
+
+// SetTamperToken replaces the token hook.
+func (p *Provider) SetTamperToken(f func(string) string) {
+	p.mu.Lock()
+	p.cfg.TamperToken = f
 	p.mu.Unlock()
 }
 
@@ -225,7 +235,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	g, found := p.codes[code]
 	delete(p.codes, code) // single use, whatever happens next
-	tamper := p.cfg.Tamper
+	tamper, tamperToken := p.cfg.Tamper, p.cfg.TamperToken
 	p.mu.Unlock()
 	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
 	switch {
@@ -255,6 +265,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idToken, _ := jws.CompactSerialize()
+	if tamperToken != nil {
+		idToken = tamperToken(idToken)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": randomString(), "token_type": "Bearer", "expires_in": 300, "id_token": idToken,
 	})

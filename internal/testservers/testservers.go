@@ -319,3 +319,14 @@ func RedisURL(t testing.TB) (string, *Proc) {
 	p := Redis(t)
 	return "redis://" + p.Addr + "/0", p
 }
+
+// Env returns the extra environment the process was started with.
+func (p *Proc) Env() []string { return p.env }
+
+// Signal sends sig to the running process (SIGKILL to simulate a crash).
+func (p *Proc) Signal(sig os.Signal) error {
+	if p.cmd == nil {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	return p.cmd.Process.Signal(sig)
+}

@@ -320,7 +320,7 @@ func (s *Store) Close() error {
 
 // Connect returns a client for uri and the database its path names
 // ("sessions" when it names none). It does not wait for the server. Without
-// an explicit serverSelectionTimeoutMS it uses 5s rather than the driver's
+// an explicit serverSelectionTimeoutMS it uses 3s rather than the driver's
 // 30s, so an outage becomes a quick 503 rather than a hung request.
 func Connect(uri string) (*mongo.Client, string, error) {
 	cs, err := connstring.ParseAndValidate(uri)
@@ -333,10 +333,10 @@ func Connect(uri string) (*mongo.Client, string, error) {
 	}
 	opts := options.Client().ApplyURI(uri).SetAppName("oauth-sessions")
 	if !cs.ServerSelectionTimeoutSet {
-		opts.SetServerSelectionTimeout(5 * time.Second)
+		opts.SetServerSelectionTimeout(3 * time.Second)
 	}
 	if cs.ConnectTimeout == 0 {
-		opts.SetConnectTimeout(5 * time.Second)
+		opts.SetConnectTimeout(3 * time.Second)
 	}
 	client, err := mongo.Connect(opts)
 	if err != nil {

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/sessionstore/mongostore"
+)
+
+// TestHostileIDTokens: a token whose signature does not verify, or that is
+// not signed at all, never signs anyone in.
+func TestHostileIDTokens(t *testing.T) {
+	p := startIDP(t)
+	dir := t.TempDir()
+	a := startApp(t, baseEnv(t, p, dir))
+	unsigned := func(tok string) string {
+		parts := strings.Split(tok, ".")
+		hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+		return hdr + "." + parts[1] + "."
+	}
+	badSig := func(tok string) string {
+		parts := strings.Split(tok, ".")
+		sig := []byte(parts[2])
+		sig[5] ^= 0x01
+		return parts[0] + "." + parts[1] + "." + string(sig)
+	}
+	for name, hook := range map[string]func(string) string{"alg none": unsigned, "bad signature": badSig} {
+		t.Run(name, func(t *testing.T) {
+			p.SetTamperToken(hook)
+			defer p.SetTamperToken(nil)
+			b := newBrowser(t)
+			r := b.get(b.approve(b.startLogin(a, ""), "Ada", "ada@example.com"))
+			if r.Status != http.StatusUnauthorized {
+				t.Fatalf("callback = %d, want 401", r.Status)
+			}
+			expectSignedOut(t, b, a)
+		})
+	}
+	if n := len(rows(t, dir)); n != 0 {
+		t.Fatalf("%d rows after refused logins, want 0", n)
+	}
+}
+
+// TestHostileCallbacks: a missing or reused code fails cleanly.
+func TestHostileCallbacks(t *testing.T) {
+	p := startIDP(t)
+	dir := t.TempDir()
+	a := startApp(t, baseEnv(t, p, dir))
+
+	b := newBrowser(t)
+	cb, _ := url.Parse(b.approve(b.startLogin(a, ""), "Ada", "ada@example.com"))
+	q := cb.Query()
+	q.Del("code")
+	r := b.get(a.URL + cb.Path + "?" + q.Encode())
+	if r.Status != http.StatusBadRequest || !strings.Contains(r.Body, "no authorization code") {
+		t.Fatalf("callback without code = %d\n%s", r.Status, r.Body)
+	}
+
+	// A code already redeemed, presented with a fresh flow of the same browser.
+	b2 := newBrowser(t)
+	first, _ := url.Parse(b2.approve(b2.startLogin(a, ""), "Ada", "ada@example.com"))
+	if r := b2.get(first.String()); r.Status != http.StatusFound {
+		t.Fatalf("first callback = %d", r.Status)
+	}
+	second, _ := url.Parse(b2.approve(b2.startLogin(a, ""), "Ada", "ada@example.com"))
+	q = second.Query()
+	q.Set("code", first.Query().Get("code"))
+	if r := b2.get(a.URL + second.Path + "?" + q.Encode()); r.Status != http.StatusUnauthorized {
+		t.Fatalf("reused code = %d, want 401", r.Status)
+	}
+}
+
+// TestHostileCookies: duplicated cookies and signed tokens of the wrong
+// shape are treated as no session and reach no store.
+func TestHostileCookies(t *testing.T) {
+	p := startIDP(t)
+	a := startApp(t, baseEnv(t, p, t.TempDir()))
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	good := b.cookie(a.URL, "sid").Value
+	codec, _ := sessionstore.NewCodec([]string{testSecret}, 3600)
+	wrongLength, _ := codec.EncodeCookie("sid", sessionstore.NewToken()[:20])
+	wrongAlphabet, _ := codec.EncodeCookie("sid", strings.Repeat("!", 43))
+	cases := map[string]string{
+		"signed, wrong length":    "sid=" + wrongLength,
+		"signed, wrong alphabet":  "sid=" + wrongAlphabet,
+		"duplicated, bad first":   "sid=garbage; sid=" + good,
+		"cookie for another name": "oauth_x=" + good,
+	}
+	for name, header := range cases {
+		res := rawGet(t, a.URL+"/api/auth/me", header)
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: /api/auth/me = %d, want 401", name, res.StatusCode)
+		}
+	}
+}
+
+// TestAtRestRedisAndMongo: a dump of the Redis keys and the Mongo documents
+// holds neither the cookie's token nor user data in plain text.
+func TestAtRestRedisAndMongo(t *testing.T) {
+	p := startIDP(t)
+	for _, store := range []string{"redis", "mongo"} {
+		t.Run(store, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			storeEnv(t, env, store)
+			a := startApp(t, env)
+			b := newBrowser(t)
+			b.login(a, "Grace Hopper", "grace.hopper@example.com")
+			codec, _ := sessionstore.NewCodec([]string{testSecret}, 3600)
+			token, err := codec.DecodeCookie("sid", b.cookie(a.URL, "sid").Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dump bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if store == "redis" {
+				opt, _ := redis.ParseURL(env["REDIS_URL"])
+				c := redis.NewClient(opt)
+				defer c.Close()
+				keys, err := c.Keys(ctx, "*").Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, k := range keys {
+					v, _ := c.Get(ctx, k).Bytes()
+					dump.WriteString(k)
+					dump.Write(v)
+				}
+			} else {
+				client, db, err := mongostore.Connect(env["MONGODB_SESSION_URL"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer client.Disconnect(ctx)
+				cur, err := client.Database(db).Collection(env["MONGODB_SESSION_COLLECTION"]).Find(ctx, bson.D{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for cur.Next(ctx) {
+					dump.Write(cur.Current)
+				}
+			}
+			if !bytes.Contains(dump.Bytes(), []byte(sessionstore.KeyFor(token))) {
+				t.Fatalf("the dump does not hold the session's key: dumped the wrong place (%d bytes)", dump.Len())
+			}
+			for _, secret := range []string{token, "grace.hopper@example.com", "Grace Hopper"} {
+				if bytes.Contains(dump.Bytes(), []byte(secret)) {
+					t.Errorf("the %s dump contains %q", store, secret)
+				}
+			}
+		})
+	}
+}
