@@ -75,25 +75,32 @@ func (s *instrumented) observe(op string, start time.Time, err error) {
 	}
 }
 
-func (s *instrumented) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+func (s *instrumented) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	start := time.Now()
-	data, exp, found, err := s.Backend.Find(ctx, key)
+	e, found, err := s.Backend.Find(ctx, key)
 	s.observe("find", start, err)
-	return data, exp, found, err
+	return e, found, err
 }
 
-func (s *instrumented) Save(ctx context.Context, key string, data []byte, exp time.Time) error {
+func (s *instrumented) Save(ctx context.Context, e sessionstore.Entry) error {
 	start := time.Now()
-	err := s.Backend.Save(ctx, key, data, exp)
+	err := s.Backend.Save(ctx, e)
 	s.observe("save", start, err)
 	return err
 }
 
-func (s *instrumented) Touch(ctx context.Context, key string, exp time.Time) error {
+func (s *instrumented) Touch(ctx context.Context, key string, seen, exp time.Time) error {
 	start := time.Now()
-	err := s.Backend.Touch(ctx, key, exp)
+	err := s.Backend.Touch(ctx, key, seen, exp)
 	s.observe("touch", start, err)
 	return err
+}
+
+func (s *instrumented) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
+	start := time.Now()
+	out, err := s.Backend.ByOwner(ctx, owner)
+	s.observe("by_owner", start, err)
+	return out, err
 }
 
 func (s *instrumented) Delete(ctx context.Context, key string) error {

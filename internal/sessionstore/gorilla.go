@@ -27,8 +27,10 @@ type Options struct {
 	TTL time.Duration
 	// IdleTimeout, when positive, ends a session not seen for that long.
 	IdleTimeout time.Duration
-	// TouchAfter bounds how often a read pushes the idle deadline forward:
-	// a read-only request writes to the store at most once per interval.
+	// TouchAfter bounds how often a read records "last seen" and pushes the
+	// idle deadline forward: a read-only request writes to the store at most
+	// once per interval. Zero turns touching off (unless IdleTimeout is set,
+	// which then touches on every read).
 	TouchAfter time.Duration
 	// Cookie returns the attributes of cookies for this request. MaxAge is
 	// ignored: it is always derived from the session's expiry.
@@ -63,11 +65,13 @@ func NewGorillaStore(backend Store, codec *Codec, opts Options) *GorillaStore {
 // with and which is never serialised.
 type state struct {
 	createdAt  time.Time
+	seenAt     time.Time
 	expiresAt  time.Time // absolute
-	loaded     []byte    // the values as loaded, to skip unchanged saves
-	hadCookie  bool      // a cookie came with the request ...
-	notFound   bool      // ... but named no live session
-	rejectedAs string    // why a cookie was not accepted, for logs
+	owner      string
+	loaded     []byte // the values as loaded, to skip unchanged saves
+	hadCookie  bool   // a cookie came with the request ...
+	notFound   bool   // ... but named no live session
+	rejectedAs string // why a cookie was not accepted, for logs
 }
 
 type stateKey struct{}
@@ -106,7 +110,7 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 	}
 	key := KeyFor(token)
 	ctx := r.Context()
-	data, storeExp, found, err := g.backend.Find(ctx, key)
+	entry, found, err := g.backend.Find(ctx, key)
 	if err != nil {
 		return s, fmt.Errorf("%w: find session %s: %w", ErrUnavailable, ShortID(key), err)
 	}
@@ -115,7 +119,7 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 		st.notFound, st.rejectedAs = true, "not found"
 		return s, nil
 	}
-	rec, err := g.codec.OpenRecord(key, data)
+	rec, err := g.codec.OpenRecord(key, entry.Data)
 	if err != nil || rec.Kind != g.opts.Kind || !now.Before(rec.ExpiresAt) {
 		// Unreadable, foreign or stale: never a 500, just no session.
 		st.notFound, st.rejectedAs = true, "unreadable record"
@@ -125,27 +129,29 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 	for k, v := range rec.Values {
 		s.Values[k] = v
 	}
-	st.createdAt, st.expiresAt = rec.CreatedAt, rec.ExpiresAt
+	st.createdAt, st.expiresAt, st.seenAt, st.owner = rec.CreatedAt, rec.ExpiresAt, entry.SeenAt, entry.Owner
 	st.loaded, _ = json.Marshal(rec.Values)
 	s.ID = token
 	s.IsNew = false
-	g.touch(ctx, key, rec.ExpiresAt, storeExp, now)
+	g.touch(ctx, key, st, now)
 	return s, nil
 }
 
-// touch pushes the idle deadline forward, lazily.
-func (g *GorillaStore) touch(ctx context.Context, key string, absolute, storeExp, now time.Time) {
-	if g.opts.IdleTimeout <= 0 {
+// touch records the visit and pushes the idle deadline forward, lazily: at
+// most once per TouchAfter.
+func (g *GorillaStore) touch(ctx context.Context, key string, st *state, now time.Time) {
+	if g.opts.TouchAfter <= 0 && g.opts.IdleTimeout <= 0 {
 		return
 	}
-	next := g.storeExpiry(absolute, now)
-	if next.Sub(storeExp) < g.opts.TouchAfter || !next.After(storeExp) {
+	if now.Sub(st.seenAt) < g.opts.TouchAfter {
 		return
 	}
-	if err := g.backend.Touch(ctx, key, next); err != nil {
+	if err := g.backend.Touch(ctx, key, now, g.storeExpiry(st.expiresAt, now)); err != nil {
 		// The read succeeded; a failed touch only shortens the idle window.
 		g.opts.Logger.Warn("session touch failed", "session", ShortID(key), "error", err)
+		return
 	}
+	st.seenAt = now
 }
 
 // storeExpiry is when the store should drop the record: the absolute expiry,
@@ -187,6 +193,12 @@ func (g *GorillaStore) Regenerate(ctx context.Context, s *sessions.Session) erro
 	clear(s.Values)
 	stateOf(s)
 	return nil
+}
+
+// SetOwner files s under owner in the store's per-user index from its next
+// Save on.
+func SetOwner(s *sessions.Session, owner string) {
+	stateOf(s).owner = owner
 }
 
 // Save writes s when it changed. A session with MaxAge < 0 is deleted from
@@ -236,7 +248,9 @@ func (g *GorillaStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	if err != nil {
 		return err
 	}
-	if err := g.backend.Save(r.Context(), key, g.codec.Seal(key, plain), g.storeExpiry(st.expiresAt, now)); err != nil {
+	st.seenAt = now
+	entry := Entry{Key: key, Owner: st.owner, Data: g.codec.Seal(key, plain), SeenAt: now, ExpiresAt: g.storeExpiry(st.expiresAt, now)}
+	if err := g.backend.Save(r.Context(), entry); err != nil {
 		return fmt.Errorf("%w: save session %s: %w", ErrUnavailable, ShortID(key), err)
 	}
 	st.loaded = encoded
@@ -273,6 +287,7 @@ func Value[T any](s *sessions.Session, key string) (T, bool) {
 // Info describes a loaded session for pages and the API.
 type Info struct {
 	CreatedAt time.Time
+	SeenAt    time.Time
 	ExpiresAt time.Time
 	// Key is the store key's short label; never the token.
 	Key string
@@ -284,9 +299,52 @@ type Info struct {
 // InfoOf returns what the adapter knows about s.
 func InfoOf(s *sessions.Session) Info {
 	st := stateOf(s)
-	info := Info{CreatedAt: st.createdAt, ExpiresAt: st.expiresAt, Lost: st.hadCookie && st.notFound}
+	info := Info{CreatedAt: st.createdAt, SeenAt: st.seenAt, ExpiresAt: st.expiresAt, Lost: st.hadCookie && st.notFound}
 	if s.ID != "" {
 		info.Key = ShortID(KeyFor(s.ID))
 	}
 	return info
+}
+
+// Summary is one session of a user, as a listing shows it.
+type Summary struct {
+	Key       string // the full store key; show ShortID(Key)
+	CreatedAt time.Time
+	SeenAt    time.Time
+	ExpiresAt time.Time
+	Values    map[string]json.RawMessage
+}
+
+// Sessions returns the live sessions of owner, from the per-user index.
+// Records that cannot be opened (another secret, another kind) are left out.
+func (g *GorillaStore) Sessions(ctx context.Context, owner string) ([]Summary, error) {
+	entries, err := g.backend.ByOwner(ctx, owner)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
+	}
+	out := make([]Summary, 0, len(entries))
+	for _, e := range entries {
+		rec, err := g.codec.OpenRecord(e.Key, e.Data)
+		if err != nil || rec.Kind != g.opts.Kind {
+			continue
+		}
+		out = append(out, Summary{Key: e.Key, CreatedAt: rec.CreatedAt, SeenAt: e.SeenAt, ExpiresAt: e.ExpiresAt, Values: rec.Values})
+	}
+	return out, nil
+}
+
+// Revoke deletes the session stored under key.
+func (g *GorillaStore) Revoke(ctx context.Context, key string) error {
+	if err := g.backend.Delete(ctx, key); err != nil {
+		return fmt.Errorf("%w: revoke session: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// KeyOf returns the store key of a loaded session ("" for a new one).
+func KeyOf(s *sessions.Session) string {
+	if s.ID == "" {
+		return ""
+	}
+	return KeyFor(s.ID)
 }

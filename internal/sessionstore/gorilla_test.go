@@ -18,14 +18,14 @@ type counting struct {
 	saves, touches atomic.Int64
 }
 
-func (c *counting) Save(ctx context.Context, k string, d []byte, e time.Time) error {
+func (c *counting) Save(ctx context.Context, e sessionstore.Entry) error {
 	c.saves.Add(1)
-	return c.Backend.Save(ctx, k, d, e)
+	return c.Backend.Save(ctx, e)
 }
 
-func (c *counting) Touch(ctx context.Context, k string, e time.Time) error {
+func (c *counting) Touch(ctx context.Context, k string, seen, exp time.Time) error {
 	c.touches.Add(1)
-	return c.Backend.Touch(ctx, k, e)
+	return c.Backend.Touch(ctx, k, seen, exp)
 }
 
 func newStore(t *testing.T, opts sessionstore.Options) (*sessionstore.GorillaStore, *counting) {

@@ -13,36 +13,47 @@ import (
 	"time"
 )
 
-// Store is a key/value backend for session records.
+// Store is a key/value backend for session records, with an index of the
+// records by owner (the user they belong to).
 //
 // Keys are opaque strings (the app stores a hash of the cookie's token, never
-// the token itself). Values are opaque bytes (the app stores sealed records).
+// the token itself). Data is opaque bytes (the app stores sealed records).
+// Owner is an opaque label (the app stores a hash of the user's identity) or
+// empty for records that belong to no one yet (a login in progress).
 //
 // The contract, checked by storetest.Run against every backend:
 //   - Find on a missing or expired key returns found == false and err == nil;
 //     err is for system failures only (store unreachable, context done).
-//   - Save replaces any existing record and its expiry. A record whose expiry
-//     has passed must never be returned, even if the backend has not yet
-//     evicted it.
-//   - Touch moves a record's expiry without rewriting the data; touching a
-//     missing key is not an error and creates nothing.
+//   - Save replaces any existing record, its owner and its expiry. A record
+//     whose expiry has passed is never returned, even if the backend has not
+//     yet evicted it.
+//   - Touch records that the session was seen at seenAt and moves its expiry,
+//     without rewriting the data; touching a missing key is not an error and
+//     creates nothing.
 //   - Delete on a missing key is not an error.
-//   - All yields every live record once; the order is unspecified. It stops
-//     at the first error, which it yields.
+//   - All yields every live record once, in no particular order, and stops at
+//     the first error, which it yields.
+//   - ByOwner returns the live records of one owner without scanning the
+//     others.
 //
 // All methods must be safe for concurrent use.
 type Store interface {
-	Find(ctx context.Context, key string) (data []byte, expiresAt time.Time, found bool, err error)
-	Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error
-	Touch(ctx context.Context, key string, expiresAt time.Time) error
+	Find(ctx context.Context, key string) (e Entry, found bool, err error)
+	Save(ctx context.Context, e Entry) error
+	Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error
 	Delete(ctx context.Context, key string) error
 	All(ctx context.Context) iter.Seq2[Entry, error]
+	ByOwner(ctx context.Context, owner string) ([]Entry, error)
 }
 
-// Entry is one live record, as yielded by Store.All.
+// Entry is one record.
 type Entry struct {
-	Key       string
-	Data      []byte
+	Key   string
+	Owner string
+	Data  []byte
+	// SeenAt is when the session was last used (as of the last Save or
+	// Touch); ExpiresAt is when the store forgets it.
+	SeenAt    time.Time
 	ExpiresAt time.Time
 }
 

@@ -12,23 +12,20 @@ import (
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
-type item struct {
-	data      []byte
-	expiresAt time.Time
-}
-
 // Store is an in-memory sessionstore.Backend.
 type Store struct {
-	mu    sync.RWMutex
-	items map[string]item
-	stop  chan struct{}
-	done  chan struct{}
+	mu      sync.RWMutex
+	items   map[string]sessionstore.Entry
+	byOwner map[string]map[string]struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // New returns an empty store that sweeps expired items every cleanupInterval
 // (no sweeping when it is zero or less).
 func New(cleanupInterval time.Duration) *Store {
-	s := &Store{items: make(map[string]item), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{items: map[string]sessionstore.Entry{}, byOwner: map[string]map[string]struct{}{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go s.sweep(cleanupInterval)
 	return s
 }
@@ -47,9 +44,9 @@ func (s *Store) sweep(every time.Duration) {
 			return
 		case now := <-t.C:
 			s.mu.Lock()
-			for k, it := range s.items {
-				if !now.Before(it.expiresAt) {
-					delete(s.items, k)
+			for k, e := range s.items {
+				if !now.Before(e.ExpiresAt) {
+					s.remove(k)
 				}
 			}
 			s.mu.Unlock()
@@ -57,42 +54,70 @@ func (s *Store) sweep(every time.Duration) {
 	}
 }
 
+// remove deletes key and its index entry; s.mu must be held.
+func (s *Store) remove(key string) {
+	e, ok := s.items[key]
+	if !ok {
+		return
+	}
+	delete(s.items, key)
+	if set := s.byOwner[e.Owner]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(s.byOwner, e.Owner)
+		}
+	}
+}
+
+// copyOf returns e with its own copy of the data, so callers and the store
+// never share a slice.
+func copyOf(e sessionstore.Entry) sessionstore.Entry {
+	e.Data = append([]byte(nil), e.Data...)
+	return e
+}
+
 // Find implements sessionstore.Store.
-func (s *Store) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, false, err
+		return sessionstore.Entry{}, false, err
 	}
 	s.mu.RLock()
-	it, ok := s.items[key]
+	e, ok := s.items[key]
 	s.mu.RUnlock()
-	if !ok || !time.Now().Before(it.expiresAt) {
-		return nil, time.Time{}, false, nil
+	if !ok || !time.Now().Before(e.ExpiresAt) {
+		return sessionstore.Entry{}, false, nil
 	}
-	// Copy out so a caller cannot change what is stored.
-	return append([]byte(nil), it.data...), it.expiresAt, true, nil
+	return copyOf(e), true, nil
 }
 
 // Save implements sessionstore.Store.
-func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.items[key] = item{data: append([]byte(nil), data...), expiresAt: expiresAt}
-	s.mu.Unlock()
-	return nil
-}
-
-// Touch implements sessionstore.Store.
-func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) error {
+func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if it, ok := s.items[key]; ok && time.Now().Before(it.expiresAt) {
-		it.expiresAt = expiresAt
-		s.items[key] = it
+	s.remove(e.Key)
+	s.items[e.Key] = copyOf(e)
+	if e.Owner != "" {
+		if s.byOwner[e.Owner] == nil {
+			s.byOwner[e.Owner] = map[string]struct{}{}
+		}
+		s.byOwner[e.Owner][e.Key] = struct{}{}
+	}
+	return nil
+}
+
+// Touch implements sessionstore.Store.
+func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.items[key]; ok && time.Now().Before(e.ExpiresAt) {
+		e.SeenAt, e.ExpiresAt = seenAt, expiresAt
+		s.items[key] = e
 	}
 	return nil
 }
@@ -103,7 +128,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	s.mu.Lock()
-	delete(s.items, key)
+	s.remove(key)
 	s.mu.Unlock()
 	return nil
 }
@@ -115,9 +140,9 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 		now := time.Now()
 		s.mu.RLock()
 		snap := make([]sessionstore.Entry, 0, len(s.items))
-		for k, it := range s.items {
-			if now.Before(it.expiresAt) {
-				snap = append(snap, sessionstore.Entry{Key: k, Data: append([]byte(nil), it.data...), ExpiresAt: it.expiresAt})
+		for _, e := range s.items {
+			if now.Before(e.ExpiresAt) {
+				snap = append(snap, copyOf(e))
 			}
 		}
 		s.mu.RUnlock()
@@ -131,6 +156,23 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 			}
 		}
 	}
+}
+
+// ByOwner implements sessionstore.Store.
+func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []sessionstore.Entry
+	for k := range s.byOwner[owner] {
+		if e := s.items[k]; now.Before(e.ExpiresAt) {
+			out = append(out, copyOf(e))
+		}
+	}
+	return out, nil
 }
 
 // Ping implements sessionstore.Backend; memory always answers.

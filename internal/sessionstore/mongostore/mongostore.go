@@ -45,7 +45,8 @@ type Options struct {
 }
 
 // Store is a MongoDB sessionstore.Backend. A document is
-// {_id: key, data: <binary>, expiresAt: <date>}.
+// {_id: key, owner: <string>, data: <binary>, seenAt: <date>, expiresAt: <date>},
+// with an index on owner.
 type Store struct {
 	client *mongo.Client
 	coll   *mongo.Collection
@@ -61,8 +62,14 @@ type Store struct {
 
 type doc struct {
 	ID        string    `bson:"_id"`
+	Owner     string    `bson:"owner,omitempty"`
 	Data      []byte    `bson:"data"`
+	SeenAt    time.Time `bson:"seenAt"`
 	ExpiresAt time.Time `bson:"expiresAt"`
+}
+
+func (d doc) entry() sessionstore.Entry {
+	return sessionstore.Entry{Key: d.ID, Owner: d.Owner, Data: d.Data, SeenAt: d.SeenAt, ExpiresAt: d.ExpiresAt}
 }
 
 // New returns a store and starts, in the background, the set-up of expiry
@@ -111,12 +118,19 @@ func (s *Store) Mode() string {
 // index.
 const errNotImplemented = 238
 
-// settleMode creates the TTL index when asked to, and decides the mode.
+// settleMode creates the owner index and, when asked to, the TTL index, and
+// decides the auto-remove mode.
 func (s *Store) settleMode(ctx context.Context) (string, error) {
+	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "owner", Value: 1}}, Options: options.Index().SetName("owner"),
+	})
+	if err != nil {
+		return "", fmt.Errorf("create owner index: %w", err)
+	}
 	if s.opts.AutoRemove != AutoRemoveNative {
 		return s.opts.AutoRemove, nil
 	}
-	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+	_, err = s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
 		Keys:    bson.D{{Key: "expiresAt", Value: 1}},
 		Options: options.Index().SetExpireAfterSeconds(0).SetName("expiresAt_ttl"),
 	})
@@ -221,30 +235,30 @@ func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 // Find implements sessionstore.Store. It looks up by _id alone and checks
 // the expiry here: the server's TTL monitor runs only about once a minute,
 // and some compatible servers are far slower with a compound filter.
-func (s *Store) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	var d doc
 	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, time.Time{}, false, nil
+		return sessionstore.Entry{}, false, nil
 	}
 	if err != nil {
-		return nil, time.Time{}, false, fmt.Errorf("mongo find: %w", err)
+		return sessionstore.Entry{}, false, fmt.Errorf("mongo find: %w", err)
 	}
 	if !time.Now().Before(d.ExpiresAt) {
-		return nil, time.Time{}, false, nil
+		return sessionstore.Entry{}, false, nil
 	}
-	return d.Data, d.ExpiresAt, true, nil
+	return d.entry(), true, nil
 }
 
 // Save implements sessionstore.Store.
-func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error {
-	d := doc{ID: key, Data: data, ExpiresAt: expiresAt.Truncate(time.Millisecond)}
+func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
+	d := doc{ID: e.Key, Owner: e.Owner, Data: e.Data, SeenAt: e.SeenAt.Truncate(time.Millisecond), ExpiresAt: e.ExpiresAt.Truncate(time.Millisecond)}
 	var err error
 	// Two upserts of one new _id can race, and the loser gets a duplicate
 	// key error (MongoDB documents this); by the retry the document
 	// exists, so it is replaced.
 	for range 3 {
-		_, err = s.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, d, options.Replace().SetUpsert(true))
+		_, err = s.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: e.Key}}, d, options.Replace().SetUpsert(true))
 		if !mongo.IsDuplicateKeyError(err) {
 			break
 		}
@@ -255,14 +269,36 @@ func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt tim
 	return nil
 }
 
-// Touch implements sessionstore.Store with a small $set of the expiry.
-func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) error {
+// Touch implements sessionstore.Store with a small $set, not a rewrite.
+func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
 	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expiresAt", Value: expiresAt.Truncate(time.Millisecond)}}}})
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "seenAt", Value: seenAt.Truncate(time.Millisecond)},
+			{Key: "expiresAt", Value: expiresAt.Truncate(time.Millisecond)},
+		}}})
 	if err != nil {
 		return fmt.Errorf("mongo touch: %w", err)
 	}
 	return nil
+}
+
+// ByOwner implements sessionstore.Store through the owner index.
+func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
+	cur, err := s.coll.Find(ctx, bson.D{{Key: "owner", Value: owner}})
+	if err != nil {
+		return nil, fmt.Errorf("mongo find by owner: %w", err)
+	}
+	var docs []doc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongo find by owner: %w", err)
+	}
+	var out []sessionstore.Entry
+	for _, d := range docs {
+		if time.Now().Before(d.ExpiresAt) {
+			out = append(out, d.entry())
+		}
+	}
+	return out, nil
 }
 
 // Delete implements sessionstore.Store.
@@ -291,7 +327,7 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 			if !time.Now().Before(d.ExpiresAt) {
 				continue
 			}
-			if !yield(sessionstore.Entry{Key: d.ID, Data: d.Data, ExpiresAt: d.ExpiresAt}, nil) {
+			if !yield(d.entry(), nil) {
 				return
 			}
 		}

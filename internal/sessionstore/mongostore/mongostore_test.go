@@ -51,11 +51,11 @@ func TestAutoRemove(t *testing.T) {
 	s := open(t, url, fmt.Sprintf("autoremove_%d", time.Now().UnixNano()%1e6), mongostore.AutoRemoveInterval)
 	ctx := t.Context()
 	for i := range 5 {
-		if err := s.Save(ctx, fmt.Sprint("old", i), []byte("x"), time.Now().Add(300*time.Millisecond)); err != nil {
+		if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("old", i), Data: []byte("x"), ExpiresAt: time.Now().Add(300 * time.Millisecond)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Save(ctx, "live", []byte("x"), time.Now().Add(time.Hour)); err != nil {
+	if err := s.Save(ctx, sessionstore.Entry{Key: "live", Data: []byte("x"), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -73,7 +73,7 @@ func TestAutoRemove(t *testing.T) {
 			count++
 		}
 		if s.Mode() == mongostore.AutoRemoveInterval && count == 1 {
-			if _, _, found, _ := s.Find(ctx, "live"); !found {
+			if _, found, _ := s.Find(ctx, "live"); !found {
 				t.Fatal("cleanup removed a live session")
 			}
 			return

@@ -27,8 +27,11 @@ type Options struct {
 }
 
 // Store is a Redis sessionstore.Backend. Each record is one string key whose
-// value is the expiry (8 bytes, Unix ms) followed by the data, and whose
-// native TTL is the same expiry: Redis evicts it, and a read checks it too.
+// value is a small header (expiry and last-seen as Unix ms, the owner) and
+// then the data, and whose native TTL is the same expiry: Redis evicts it,
+// and a read checks it too. Each owner has a set of its session keys; the
+// set is a hint (a cluster cannot update two slots atomically), so ByOwner
+// checks every member and prunes the dead ones.
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -43,51 +46,78 @@ func New(opts Options) (*Store, error) {
 	return &Store{rdb: opts.Client, prefix: opts.KeyPrefix}, nil
 }
 
-const header = 8
+const header = 18 // expiry (8), seen (8), owner length (2)
 
-func encode(data []byte, exp time.Time) []byte {
-	out := make([]byte, header+len(data))
-	binary.BigEndian.PutUint64(out, uint64(exp.UnixMilli()))
-	copy(out[header:], data)
+func encode(e sessionstore.Entry) []byte {
+	out := make([]byte, header+len(e.Owner)+len(e.Data))
+	binary.BigEndian.PutUint64(out, uint64(e.ExpiresAt.UnixMilli()))
+	binary.BigEndian.PutUint64(out[8:], uint64(e.SeenAt.UnixMilli()))
+	binary.BigEndian.PutUint16(out[16:], uint16(len(e.Owner)))
+	copy(out[header:], e.Owner)
+	copy(out[header+len(e.Owner):], e.Data)
 	return out
 }
 
-func decode(v []byte) ([]byte, time.Time, bool) {
+func decode(key string, v []byte) (sessionstore.Entry, bool) {
 	if len(v) < header {
-		return nil, time.Time{}, false
+		return sessionstore.Entry{}, false
 	}
-	return v[header:], time.UnixMilli(int64(binary.BigEndian.Uint64(v))), true
+	n := int(binary.BigEndian.Uint16(v[16:]))
+	if len(v) < header+n {
+		return sessionstore.Entry{}, false
+	}
+	e := sessionstore.Entry{
+		Key:       key,
+		ExpiresAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v))),
+		SeenAt:    time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:]))),
+		Owner:     string(v[header : header+n]),
+		Data:      v[header+n:],
+	}
+	return e, time.Now().Before(e.ExpiresAt)
 }
+
+func (s *Store) ownerKey(owner string) string { return s.prefix + "u:" + owner }
 
 // Find implements sessionstore.Store.
-func (s *Store) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	v, err := s.rdb.Get(ctx, s.prefix+key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, time.Time{}, false, nil
+		return sessionstore.Entry{}, false, nil
 	}
 	if err != nil {
-		return nil, time.Time{}, false, fmt.Errorf("redis get: %w", err)
+		return sessionstore.Entry{}, false, fmt.Errorf("redis get: %w", err)
 	}
-	data, exp, ok := decode(v)
-	if !ok || !time.Now().Before(exp) {
-		return nil, time.Time{}, false, nil
-	}
-	return data, exp, true, nil
+	e, live := decode(key, v)
+	return e, live, nil
 }
 
+// addOwnerScript adds a key to an owner's set and makes the set live at
+// least as long as that session (it never shortens it).
+var addOwnerScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`)
+
 // Save implements sessionstore.Store: value and expiry in one SET ... PXAT.
-func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error {
-	if !time.Now().Before(expiresAt) {
-		return s.Delete(ctx, key)
+func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
+	ttl := time.Until(e.ExpiresAt)
+	if ttl <= 0 {
+		return s.Delete(ctx, e.Key)
 	}
-	err := s.rdb.SetArgs(ctx, s.prefix+key, encode(data, expiresAt), redis.SetArgs{ExpireAt: expiresAt}).Err()
+	err := s.rdb.SetArgs(ctx, s.prefix+e.Key, encode(e), redis.SetArgs{ExpireAt: e.ExpiresAt}).Err()
 	if err != nil {
 		return fmt.Errorf("redis set: %w", err)
+	}
+	if e.Owner != "" {
+		if err := addOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(e.Owner)}, e.Key, ttl.Milliseconds()+1000).Err(); err != nil {
+			return fmt.Errorf("redis index owner: %w", err)
+		}
 	}
 	return nil
 }
 
-// touchScript moves the expiry kept in the value and the native TTL
+// touchScript moves the times kept in the value and the native TTL
 // together, and only for a key that still exists.
 var touchScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -98,13 +128,71 @@ end
 return 0`)
 
 // Touch implements sessionstore.Store.
-func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) error {
-	hdr := make([]byte, header)
+func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
+	hdr := make([]byte, 16)
 	binary.BigEndian.PutUint64(hdr, uint64(expiresAt.UnixMilli()))
+	binary.BigEndian.PutUint64(hdr[8:], uint64(seenAt.UnixMilli()))
 	if err := touchScript.Run(ctx, s.rdb, []string{s.prefix + key}, hdr, expiresAt.UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("redis touch: %w", err)
 	}
 	return nil
+}
+
+// getMany reads keys (full Redis keys) in one pipeline and returns the live
+// entries and the keys that are gone.
+func (s *Store) getMany(ctx context.Context, node redis.Cmdable, keys []string) ([]sessionstore.Entry, []string, error) {
+	// GETs in one pipeline rather than MGET: in a cluster the keys of one
+	// shard still span many slots.
+	cmds := make([]*redis.StringCmd, len(keys))
+	pipe := node.Pipeline()
+	for i, k := range keys {
+		cmds[i] = pipe.Get(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("redis get: %w", err)
+	}
+	var live []sessionstore.Entry
+	var gone []string
+	for i, cmd := range cmds {
+		v, err := cmd.Bytes()
+		if err != nil {
+			gone = append(gone, keys[i])
+			continue
+		}
+		if e, ok := decode(keys[i][len(s.prefix):], v); ok {
+			live = append(live, e)
+		} else {
+			gone = append(gone, keys[i])
+		}
+	}
+	return live, gone, nil
+}
+
+// ByOwner implements sessionstore.Store from the owner's set.
+func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
+	members, err := s.rdb.SMembers(ctx, s.ownerKey(owner)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis smembers: %w", err)
+	}
+	if len(members) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(members))
+	for i, m := range members {
+		keys[i] = s.prefix + m
+	}
+	live, gone, err := s.getMany(ctx, s.rdb, keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(gone) > 0 {
+		stale := make([]any, len(gone))
+		for i, k := range gone {
+			stale[i] = k[len(s.prefix):]
+		}
+		_ = s.rdb.SRem(ctx, s.ownerKey(owner), stale...).Err() // a hint; the next call prunes again
+	}
+	return live, nil
 }
 
 // Delete implements sessionstore.Store.
@@ -123,31 +211,18 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 		scan := func(ctx context.Context, node redis.Cmdable) error {
 			var cursor uint64
 			for {
-				keys, next, err := node.Scan(ctx, cursor, s.prefix+"*", 500).Result()
+				// TYPE string skips the owner sets.
+				keys, next, err := node.ScanType(ctx, cursor, s.prefix+"*", 500, "string").Result()
 				if err != nil {
 					return fmt.Errorf("redis scan: %w", err)
 				}
 				if len(keys) > 0 {
-					// GETs in one pipeline rather than MGET: in a cluster the
-					// keys of one shard still span many slots.
-					cmds := make([]*redis.StringCmd, len(keys))
-					pipe := node.Pipeline()
-					for i, k := range keys {
-						cmds[i] = pipe.Get(ctx, k)
+					live, _, err := s.getMany(ctx, node, keys)
+					if err != nil {
+						return err
 					}
-					if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-						return fmt.Errorf("redis get: %w", err)
-					}
-					for i, cmd := range cmds {
-						v, err := cmd.Bytes()
-						if err != nil {
-							continue // expired or deleted since the scan
-						}
-						data, exp, ok := decode(v)
-						if !ok || !time.Now().Before(exp) {
-							continue
-						}
-						if !yield(sessionstore.Entry{Key: keys[i][len(s.prefix):], Data: data, ExpiresAt: exp}, nil) {
+					for _, e := range live {
+						if !yield(e, nil) {
 							return stop
 						}
 					}

@@ -49,7 +49,7 @@ type Store struct {
 }
 
 type queries struct {
-	find, save, touch, del, page, cleanup string
+	find, save, touch, del, page, owner, cleanup string
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -94,22 +94,61 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		reader: reader, writer: writer, opts: opts,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		q: queries{
-			find:    `SELECT data, expires_at FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
-			save:    `INSERT INTO ` + t + ` (key, data, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
-			touch:   `UPDATE ` + t + ` SET expires_at = ? WHERE key = ? AND expires_at > ?`,
+			find:    `SELECT owner, data, seen_at, expires_at FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
+			save:    `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+			touch:   `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
 			del:     `DELETE FROM ` + t + ` WHERE key = ?`,
-			page:    `SELECT key, data, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
+			page:    `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
+			owner:   `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE owner = ? AND expires_at > ?`,
 			cleanup: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`,
 		},
 	}
-	schema := `CREATE TABLE IF NOT EXISTS ` + t + ` (key TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at);`
-	if _, err := writer.ExecContext(ctx, schema); err != nil {
+	if err := s.migrate(ctx); err != nil {
 		s.closeDBs()
-		return nil, fmt.Errorf("create sqlite table %q in %q: %w", t, opts.Path, err)
+		return nil, err
 	}
 	go s.cleanupLoop()
 	return s, nil
+}
+
+// migrate creates the table, or brings one made by an earlier version up to
+// date, without losing its rows.
+func (s *Store) migrate(ctx context.Context) error {
+	t := s.opts.Table
+	create := `CREATE TABLE IF NOT EXISTS ` + t + ` (key TEXT PRIMARY KEY, owner TEXT NOT NULL DEFAULT '', data BLOB NOT NULL, seen_at INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL) WITHOUT ROWID`
+	if _, err := s.writer.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("create sqlite table %q in %q: %w", t, s.opts.Path, err)
+	}
+	cols := map[string]bool{}
+	rows, err := s.writer.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, t)
+	if err != nil {
+		return fmt.Errorf("inspect sqlite table %q: %w", t, err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		cols[name] = true
+	}
+	rows.Close()
+	for col, def := range map[string]string{"owner": "TEXT NOT NULL DEFAULT ''", "seen_at": "INTEGER NOT NULL DEFAULT 0"} {
+		if !cols[col] {
+			if _, err := s.writer.ExecContext(ctx, `ALTER TABLE `+t+` ADD COLUMN `+col+` `+def); err != nil {
+				return fmt.Errorf("add column %s to sqlite table %q: %w", col, t, err)
+			}
+		}
+	}
+	for _, idx := range []string{
+		`CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at)`,
+		`CREATE INDEX IF NOT EXISTS ` + t + `_owner ON ` + t + ` (owner) WHERE owner != ''`,
+	} {
+		if _, err := s.writer.ExecContext(ctx, idx); err != nil {
+			return fmt.Errorf("index sqlite table %q: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // createFile makes the folder and an empty database file with owner-only
@@ -129,30 +168,31 @@ func createFile(path string) error {
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // Find implements sessionstore.Store.
-func (s *Store) Find(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
-	var data []byte
-	var exp int64
-	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(time.Now())).Scan(&data, &exp)
+func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
+	e := sessionstore.Entry{Key: key}
+	var seen, exp int64
+	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(time.Now())).Scan(&e.Owner, &e.Data, &seen, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, time.Time{}, false, nil
+		return sessionstore.Entry{}, false, nil
 	}
 	if err != nil {
-		return nil, time.Time{}, false, fmt.Errorf("sqlite find: %w", err)
+		return sessionstore.Entry{}, false, fmt.Errorf("sqlite find: %w", err)
 	}
-	return data, time.UnixMilli(exp), true, nil
+	e.SeenAt, e.ExpiresAt = time.UnixMilli(seen), time.UnixMilli(exp)
+	return e, true, nil
 }
 
 // Save implements sessionstore.Store.
-func (s *Store) Save(ctx context.Context, key string, data []byte, expiresAt time.Time) error {
-	if _, err := s.writer.ExecContext(ctx, s.q.save, key, data, ms(expiresAt)); err != nil {
+func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
+	if _, err := s.writer.ExecContext(ctx, s.q.save, e.Key, e.Owner, e.Data, ms(e.SeenAt), ms(e.ExpiresAt)); err != nil {
 		return fmt.Errorf("sqlite save: %w", err)
 	}
 	return nil
 }
 
 // Touch implements sessionstore.Store.
-func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) error {
-	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(expiresAt), key, ms(time.Now())); err != nil {
+func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
+	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(seenAt), ms(expiresAt), key, ms(time.Now())); err != nil {
 		return fmt.Errorf("sqlite touch: %w", err)
 	}
 	return nil
@@ -192,7 +232,16 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 }
 
 func (s *Store) page(ctx context.Context, after string, n int) ([]sessionstore.Entry, error) {
-	rows, err := s.reader.QueryContext(ctx, s.q.page, after, ms(time.Now()), n)
+	return s.query(ctx, s.q.page, after, ms(time.Now()), n)
+}
+
+// ByOwner implements sessionstore.Store through the owner index.
+func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
+	return s.query(ctx, s.q.owner, owner, ms(time.Now()))
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]sessionstore.Entry, error) {
+	rows, err := s.reader.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite list: %w", err)
 	}
@@ -200,11 +249,11 @@ func (s *Store) page(ctx context.Context, after string, n int) ([]sessionstore.E
 	var out []sessionstore.Entry
 	for rows.Next() {
 		var e sessionstore.Entry
-		var exp int64
-		if err := rows.Scan(&e.Key, &e.Data, &exp); err != nil {
+		var seen, exp int64
+		if err := rows.Scan(&e.Key, &e.Owner, &e.Data, &seen, &exp); err != nil {
 			return nil, fmt.Errorf("sqlite list: %w", err)
 		}
-		e.ExpiresAt = time.UnixMilli(exp)
+		e.SeenAt, e.ExpiresAt = time.UnixMilli(seen), time.UnixMilli(exp)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {

@@ -44,7 +44,7 @@ func TestFileModeIsOwnerOnly(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	path := filepath.Join(dir, "sessions.db")
 	s := open(t, sqlitestore.Options{Path: path, Table: "sessions"})
-	if err := s.Save(t.Context(), "k", []byte("v"), time.Now().Add(time.Hour)); err != nil {
+	if err := s.Save(t.Context(), sessionstore.Entry{Key: "k", Data: []byte("v"), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{path, path + "-wal"} {
@@ -76,7 +76,7 @@ func TestCleanupDeletesExpiredInBatches(t *testing.T) {
 		if i%5 == 0 {
 			exp = time.Now().Add(time.Hour)
 		}
-		if err := s.Save(ctx, string(rune('a'+i%26))+string(rune('A'+i/26)), []byte("v"), exp); err != nil {
+		if err := s.Save(ctx, sessionstore.Entry{Key: string(rune('a'+i%26)) + string(rune('A'+i/26)), Data: []byte("v"), ExpiresAt: exp}); err != nil {
 			t.Fatal(err)
 		}
 	}

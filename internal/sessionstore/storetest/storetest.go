@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"LargeRecord", testLarge},
 		{"ConcurrentWriters", testConcurrent},
 		{"ContextCancelled", testCancelled},
+		{"ByOwner", testByOwner},
 		{"Restart", testRestart},
 	}
 	for _, tc := range tests {
@@ -57,19 +60,27 @@ func ctx(t *testing.T) context.Context {
 
 func mustSave(t *testing.T, s sessionstore.Store, key string, data []byte, exp time.Time) {
 	t.Helper()
-	if err := s.Save(ctx(t), key, data, exp); err != nil {
-		t.Fatalf("Save(%q): %v", key, err)
+	mustSaveEntry(t, s, sessionstore.Entry{Key: key, Data: data, SeenAt: time.Now(), ExpiresAt: exp})
+}
+
+func mustSaveEntry(t *testing.T, s sessionstore.Store, e sessionstore.Entry) {
+	t.Helper()
+	if err := s.Save(ctx(t), e); err != nil {
+		t.Fatalf("Save(%q): %v", e.Key, err)
 	}
 }
 
 // find returns the data and expiry, failing the test on a system error.
 func find(t *testing.T, s sessionstore.Store, key string) ([]byte, time.Time, bool) {
 	t.Helper()
-	data, exp, found, err := s.Find(ctx(t), key)
+	e, found, err := s.Find(ctx(t), key)
 	if err != nil {
 		t.Fatalf("Find(%q): %v", key, err)
 	}
-	return data, exp, found
+	if found && e.Key != key {
+		t.Fatalf("Find(%q) returned the entry of %q", key, e.Key)
+	}
+	return e.Data, e.ExpiresAt, found
 }
 
 func expectData(t *testing.T, s sessionstore.Store, key string, want []byte) time.Time {
@@ -146,14 +157,18 @@ func testTouch(t *testing.T, h Harness) {
 	s := h.New(t)
 	mustSave(t, s, "k", []byte("v"), time.Now().Add(1500*time.Millisecond))
 	later := time.Now().Add(time.Hour)
-	if err := s.Touch(ctx(t), "k", later); err != nil {
+	seen := time.Now().Add(time.Minute) // distinguishable from the save time
+	if err := s.Touch(ctx(t), "k", seen, later); err != nil {
 		t.Fatalf("Touch: %v", err)
 	}
 	sameSecond(t, expectData(t, s, "k", []byte("v")), later)
+	if e, _, _ := s.Find(ctx(t), "k"); !e.SeenAt.Truncate(time.Millisecond).Equal(seen.Truncate(time.Millisecond)) {
+		t.Fatalf("SeenAt after Touch = %v, want %v", e.SeenAt, seen)
+	}
 	time.Sleep(1700 * time.Millisecond)
 	expectData(t, s, "k", []byte("v")) // would be gone without the touch
 
-	if err := s.Touch(ctx(t), "missing", later); err != nil {
+	if err := s.Touch(ctx(t), "missing", seen, later); err != nil {
 		t.Fatalf("Touch of a missing key: %v, want nil", err)
 	}
 	expectGone(t, s, "missing")
@@ -207,10 +222,10 @@ func testConcurrent(t *testing.T, h Harness) {
 			defer wg.Done()
 			c := ctx(t)
 			exp := time.Now().Add(time.Hour)
-			if err := s.Save(c, fmt.Sprintf("w-%d", i), []byte(fmt.Sprint(i)), exp); err != nil {
+			if err := s.Save(c, sessionstore.Entry{Key: fmt.Sprintf("w-%d", i), Owner: "many", Data: []byte(fmt.Sprint(i)), ExpiresAt: exp}); err != nil {
 				errs <- err
 			}
-			if err := s.Save(c, "shared", []byte(fmt.Sprint(i)), exp); err != nil {
+			if err := s.Save(c, sessionstore.Entry{Key: "shared", Data: []byte(fmt.Sprint(i)), ExpiresAt: exp}); err != nil {
 				errs <- err
 			}
 		}()
@@ -226,6 +241,9 @@ func testConcurrent(t *testing.T, h Harness) {
 	if _, _, found := find(t, s, "shared"); !found {
 		t.Fatal("shared key lost under concurrent writers")
 	}
+	if got, err := s.ByOwner(ctx(t), "many"); err != nil || len(got) != writers {
+		t.Fatalf("ByOwner after concurrent writers: %d entries, %v; want %d", len(got), err, writers)
+	}
 }
 
 func testCancelled(t *testing.T, h Harness) {
@@ -233,10 +251,10 @@ func testCancelled(t *testing.T, h Harness) {
 	mustSave(t, s, "k", []byte("v"), time.Now().Add(time.Hour))
 	c, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, _, found, err := s.Find(c, "k"); err == nil || found {
+	if _, found, err := s.Find(c, "k"); err == nil || found {
 		t.Fatalf("Find with a cancelled context = found %v, err %v; want an error", found, err)
 	}
-	if err := s.Save(c, "k2", []byte("v"), time.Now().Add(time.Hour)); err == nil {
+	if err := s.Save(c, sessionstore.Entry{Key: "k2", Data: []byte("v"), ExpiresAt: time.Now().Add(time.Hour)}); err == nil {
 		t.Fatal("Save with a cancelled context succeeded; want an error")
 	}
 	expectData(t, s, "k", []byte("v"))
@@ -255,10 +273,10 @@ func testRestart(t *testing.T, h Harness) {
 	// The client must reconnect by itself; give it a few seconds.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		data, _, found, err := s.Find(ctx(t), "before")
+		e, found, err := s.Find(ctx(t), "before")
 		if err == nil {
-			if !found || string(data) != "kept" {
-				t.Fatalf("after restart: found %v data %q, want %q", found, data, "kept")
+			if !found || string(e.Data) != "kept" {
+				t.Fatalf("after restart: found %v data %q, want %q", found, e.Data, "kept")
 			}
 			break
 		}
@@ -269,4 +287,48 @@ func testRestart(t *testing.T, h Harness) {
 	}
 	mustSave(t, s, "after", []byte("new"), time.Now().Add(time.Hour))
 	expectData(t, s, "after", []byte("new"))
+}
+
+func owned(t *testing.T, s sessionstore.Store, owner string) string {
+	t.Helper()
+	entries, err := s.ByOwner(ctx(t), owner)
+	if err != nil {
+		t.Fatalf("ByOwner: %v", err)
+	}
+	keys := make([]string, 0, len(entries))
+	for _, e := range entries {
+		keys = append(keys, e.Key)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ",")
+}
+
+func testByOwner(t *testing.T, h Harness) {
+	s := h.New(t)
+	hour := time.Now().Add(time.Hour)
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a1", Owner: "alice", Data: []byte("1"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a2", Owner: "alice", Data: []byte("2"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owner: "bob", Data: []byte("3"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a-old", Owner: "alice", Data: []byte("4"), ExpiresAt: time.Now().Add(-time.Second)})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "anon", Data: []byte("5"), ExpiresAt: hour})
+
+	if got := owned(t, s, "alice"); got != "a1,a2" {
+		t.Fatalf("ByOwner(alice) = %s, want a1,a2", got)
+	}
+	e, found, err := s.Find(ctx(t), "a1")
+	if err != nil || !found || e.Owner != "alice" {
+		t.Fatalf("Find(a1) = %+v, %v, %v; want owner alice", e, found, err)
+	}
+	if err := s.Delete(ctx(t), "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := owned(t, s, "alice"); got != "a1" {
+		t.Fatalf("ByOwner(alice) after deleting a2 = %s, want a1", got)
+	}
+	if got := owned(t, s, "nobody"); got != "" {
+		t.Fatalf("ByOwner(nobody) = %s, want none", got)
+	}
+	if got := owned(t, s, "bob"); got != "b1" {
+		t.Fatalf("ByOwner(bob) = %s, want b1", got)
+	}
 }
