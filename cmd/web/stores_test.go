@@ -270,7 +270,9 @@ func TestOutageUnderLoad(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 			srv.Stop(t)
-			time.Sleep(1500 * time.Millisecond)
+			// Longer than the Mongo client's 3s server selection, so
+			// requests see the outage rather than wait it out.
+			time.Sleep(4 * time.Second)
 			back := time.Now()
 			srv.Start(t)
 			waitFor(t, 10*time.Second, func() bool { return lastOK.Load() > back.UnixNano() })

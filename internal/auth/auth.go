@@ -7,8 +7,10 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -225,4 +227,53 @@ func randomString() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// OwnerKey is the label under which a user's sessions are indexed in the
+// store: a hash of the lower-cased email, so operators can find a user's
+// sessions by address (web sessions revoke --user EMAIL) while a copy of the
+// store holds no address in plain text.
+func OwnerKey(email string) string {
+	sum := sha256.Sum256([]byte("owner:" + strings.ToLower(strings.TrimSpace(email))))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Owner returns the index label of the identity: by email when there is
+// one, else by provider and subject.
+func (i Identity) Owner() string {
+	if i.Email != "" {
+		return OwnerKey(i.Email)
+	}
+	sum := sha256.Sum256([]byte("subject:" + i.Provider + "|" + i.ID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Device returns a short description of a browser from its User-Agent,
+// e.g. "Chrome on Linux", for the "your sessions" page.
+func Device(userAgent string) string {
+	ua := userAgent
+	browser := "Unknown browser"
+	for _, b := range []struct{ token, name string }{
+		{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"}, {"HeadlessChrome/", "Headless Chrome"},
+		{"Chrome/", "Chrome"}, {"Chromium/", "Chromium"}, {"Safari/", "Safari"}, {"curl/", "curl"}, {"Go-http-client", "Go client"},
+	} {
+		if strings.Contains(ua, b.token) {
+			browser = b.name
+			break
+		}
+	}
+	os := ""
+	for _, o := range []struct{ token, name string }{
+		{"Android", "Android"}, {"iPhone", "iOS"}, {"iPad", "iPadOS"}, {"Windows", "Windows"},
+		{"Mac OS X", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"},
+	} {
+		if strings.Contains(ua, o.token) {
+			os = o.name
+			break
+		}
+	}
+	if os == "" {
+		return browser
+	}
+	return browser + " on " + os
 }

@@ -19,6 +19,7 @@ import (
 const (
 	loginCookie = "sid"
 	userKey     = "user"
+	deviceKey   = "device"
 	flowKey     = "flow"
 )
 
@@ -143,6 +144,8 @@ func (s *server) finishLogin() echo.HandlerFunc {
 			return err
 		}
 		sess.Values[userKey] = id
+		sess.Values[deviceKey] = auth.Device(r.UserAgent())
+		sessionstore.SetOwner(sess, id.Owner())
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.Use(session.Middleware(s.login))
 
 	e.GET("/", s.home())
+	e.GET("/sessions", s.sessionsPage())
 	e.GET("/healthz", s.healthz())
 	e.GET("/readyz", s.readyz())
 	e.GET("/metrics", echo.WrapHandler(s.Metrics.Handler()))
@@ -27,6 +28,9 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.GET("/api/auth/google/callback", s.finishLogin())
 	e.GET("/api/auth/me", s.me())
 	e.POST("/api/auth/logout", s.logout())
+	e.GET("/api/auth/sessions", s.listSessions())
+	e.DELETE("/api/auth/sessions/:id", s.revokeSession())
+	e.POST("/api/auth/sessions/revoke-others", s.revokeOtherSessions())
 
 	e.StaticFS("/static", s.Static)
 	if s.DevProvider != nil {
