@@ -3,6 +3,7 @@
 //
 //	web                serve (the default)
 //	web healthcheck    exit 0 if the server on PORT answers /healthz
+//	web sessions ...   list, revoke, purge, stats, migrate (web sessions for help)
 package main
 
 import (
@@ -60,8 +61,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, getenv, stdout)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
+	case "sessions":
+		return sessionsCmd(ctx, fset.Args()[1:], getenv, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (commands: serve, healthcheck)", cmd)
+		return fmt.Errorf("unknown command %q (commands: serve, healthcheck, sessions)", cmd)
 	}
 }
 
@@ -99,15 +102,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	logger := newLogger(cfg, stdout)
 
-	secrets := cfg.SessionSecrets
-	if len(secrets) == 0 {
-		secret, created, err := config.DevSecret(cfg.DataDir)
-		if err != nil {
-			return err
-		}
-		secrets = []string{secret}
-		logger.Warn("SESSION_SECRET is not set: using a development secret kept in the data folder; set SESSION_SECRET in production",
-			"file", cfg.DataDir+"/session-secret", "created", created)
+	secrets, err := sessionSecrets(cfg, logger)
+	if err != nil {
+		return err
 	}
 	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
 	if err != nil {

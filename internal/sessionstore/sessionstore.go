@@ -66,3 +66,10 @@ type Backend interface {
 	// Close releases connections and stops background cleanup.
 	Close() error
 }
+
+// BatchSaver is implemented by backends that write many entries much faster
+// in one call than one by one. Bulk copies (migrations) use it when present;
+// it has Save's semantics for each entry.
+type BatchSaver interface {
+	SaveMany(ctx context.Context, entries []Entry) error
+}

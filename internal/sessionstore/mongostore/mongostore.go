@@ -380,3 +380,45 @@ func Connect(uri string) (*mongo.Client, string, error) {
 	}
 	return client, db, nil
 }
+
+// SaveMany implements sessionstore.BatchSaver: for each batch, delete the
+// keys then insert the documents. A bulk of upserting replaces would say the
+// same in one command, but some compatible servers (FerretDB v1) take
+// minutes over what insertMany does in milliseconds. Meant for bulk copies
+// into a store that is not yet serving (migrations).
+func (s *Store) SaveMany(ctx context.Context, entries []sessionstore.Entry) error {
+	const batch = 500
+	for len(entries) > 0 {
+		n := min(batch, len(entries))
+		chunk := entries[:n]
+		entries = entries[n:]
+		ids := make([]string, n)
+		docs := make([]any, n)
+		for i, e := range chunk {
+			ids[i] = e.Key
+			docs[i] = doc{ID: e.Key, Owner: e.Owner, Data: e.Data, SeenAt: e.SeenAt.Truncate(time.Millisecond), ExpiresAt: e.ExpiresAt.Truncate(time.Millisecond)}
+		}
+		if _, err := s.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+			return fmt.Errorf("mongo save many: %w", err)
+		}
+		if _, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
+			return fmt.Errorf("mongo save many: %w", err)
+		}
+	}
+	return nil
+}
+
+// onlyDuplicates reports whether every write error is a duplicate key: a
+// writer that saved the same session meanwhile, whose copy is as new.
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}

@@ -45,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentWriters", testConcurrent},
 		{"ContextCancelled", testCancelled},
 		{"ByOwner", testByOwner},
+		{"SaveMany", testSaveMany},
 		{"Restart", testRestart},
 	}
 	for _, tc := range tests {
@@ -330,5 +331,32 @@ func testByOwner(t *testing.T, h Harness) {
 	}
 	if got := owned(t, s, "bob"); got != "b1" {
 		t.Fatalf("ByOwner(bob) = %s, want b1", got)
+	}
+}
+
+// testSaveMany checks the optional batch write: Save's semantics per entry.
+func testSaveMany(t *testing.T, h Harness) {
+	s := h.New(t)
+	bs, ok := s.(sessionstore.BatchSaver)
+	if !ok {
+		t.Log("store has no batch write; Save serves bulk copies")
+		return
+	}
+	hour := time.Now().Add(time.Hour)
+	mustSave(t, s, "x", []byte("old"), hour)
+	var batch []sessionstore.Entry
+	for i := range 1200 { // more than one internal batch
+		batch = append(batch, sessionstore.Entry{Key: fmt.Sprint("m", i), Owner: "bulk", Data: []byte(fmt.Sprint(i)), ExpiresAt: hour})
+	}
+	batch = append(batch, sessionstore.Entry{Key: "x", Data: []byte("new"), ExpiresAt: hour})
+	for range 2 { // twice: idempotent
+		if err := bs.SaveMany(ctx(t), batch); err != nil {
+			t.Fatalf("SaveMany: %v", err)
+		}
+	}
+	expectData(t, s, "x", []byte("new"))
+	expectData(t, s, "m1199", []byte("1199"))
+	if got, err := s.ByOwner(ctx(t), "bulk"); err != nil || len(got) != 1200 {
+		t.Fatalf("ByOwner after SaveMany: %d, %v; want 1200", len(got), err)
 	}
 }

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/auth"
+	"github.com/example/oauth-sessions/internal/config"
+	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/testservers"
+)
+
+// migrateSessions is how many sessions each migration test copies.
+const migrateSessions = 10000
+
+// storesEnv configures all three server-backed stores at once, each in its
+// own namespace, as an operator migrating between them would.
+func storesEnv(t *testing.T, redisURL, mongoURL, ns string) map[string]string {
+	dir := t.TempDir()
+	return map[string]string{
+		"SESSION_SECRET":             testSecret,
+		"SESSION_TTL":                "1h",
+		"DATA_DIR":                   dir,
+		"SESSION_SQLITE_PATH":        filepath.Join(dir, ns+".db"),
+		"REDIS_URL":                  redisURL,
+		"REDIS_KEY_PREFIX":           ns + ":",
+		"MONGODB_SESSION_URL":        mongoURL,
+		"MONGODB_SESSION_COLLECTION": ns,
+	}
+}
+
+func openFor(t *testing.T, env map[string]string, store string) sessionstore.Backend {
+	t.Helper()
+	env = copyEnv(env)
+	env["SESSION_STORE"] = store
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := openStore(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func copyEnv(env map[string]string) map[string]string {
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+func loginStore(t *testing.T, b sessionstore.Backend) *sessionstore.GorillaStore {
+	codec, err := sessionstore.NewCodec([]string{testSecret}, 7200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sessionstore.NewGorillaStore(b, codec, sessionstore.Options{Kind: "login", TTL: time.Hour})
+}
+
+// seed writes n login sessions into b the way the app does and returns
+// cookie value → email.
+func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
+	t.Helper()
+	g := loginStore(t, b)
+	cookies := make(map[string]string, n)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 16 {
+		wg.Go(func() {
+			for i := range next {
+				email := fmt.Sprintf("user%d@example.com", i%2000) // several sessions per user
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				w := httptest.NewRecorder()
+				s := g.Fresh(r, "sid")
+				id := auth.Identity{ID: "sub" + email, Email: email, Name: "User", Provider: "google"}
+				s.Values["user"] = id
+				sessionstore.SetOwner(s, id.Owner())
+				if err := s.Save(r, w); err != nil {
+					t.Errorf("seed: %v", err)
+					return
+				}
+				mu.Lock()
+				cookies[w.Result().Cookies()[0].Value] = email
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if len(cookies) != n {
+		t.Fatalf("seeded %d sessions, want %d", len(cookies), n)
+	}
+	return cookies
+}
+
+// verify checks that every cookie resolves to its user in b: all of them
+// against one full read of the store (through the same cookie and record
+// decoding the app uses), and a sample through the app's own per-request
+// lookup. One lookup per cookie would take minutes on FerretDB, the test
+// stand-in for MongoDB.
+func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
+	t.Helper()
+	codec, _ := sessionstore.NewCodec([]string{testSecret}, 7200)
+	stored := map[string]sessionstore.Entry{}
+	for e, err := range b.All(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[e.Key] = e
+	}
+	bad := 0
+	for value, email := range cookies {
+		token, err := codec.DecodeCookie("sid", value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := sessionstore.KeyFor(token)
+		rec, err := codec.OpenRecord(key, stored[key].Data)
+		var id auth.Identity
+		if err != nil || rec.Kind != "login" || json.Unmarshal(rec.Values["user"], &id) != nil || id.Email != email ||
+			stored[key].Owner != auth.OwnerKey(email) {
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d cookies do not resolve to their user in the target", bad, len(cookies))
+	}
+	g := loginStore(t, b)
+	n := 0
+	for value, email := range cookies {
+		if n++; n > 200 {
+			break
+		}
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(&http.Cookie{Name: "sid", Value: value})
+		s, err := g.New(r, "sid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, ok := sessionstore.Value[auth.Identity](s, "user"); !ok || u.Email != email {
+			t.Fatalf("cookie of %s does not resolve through the app's lookup", email)
+		}
+	}
+}
+
+func runSessions(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{"-env-file", "/nonexistent", "sessions"}, args...),
+		func(k string) string { return env[k] }, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+// load writes entries into b: in batches where the backend has them (a
+// MongoDB server takes far longer over one write per session).
+func load(t *testing.T, b sessionstore.Backend, entries []sessionstore.Entry) {
+	t.Helper()
+	if bs, ok := b.(sessionstore.BatchSaver); ok {
+		if err := bs.SaveMany(t.Context(), entries); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan sessionstore.Entry)
+	for range 16 {
+		wg.Go(func() {
+			for e := range next {
+				if err := b.Save(t.Context(), e); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for _, e := range entries {
+		next <- e
+	}
+	close(next)
+	wg.Wait()
+}
+
+func TestMigrateEveryPair(t *testing.T) {
+	redisURL, _ := testservers.RedisURL(t)
+	mongoURL, _ := testservers.MongoURL(t, "migrate")
+	stores := []string{"sqlite", "redis", "mongo"}
+
+	// The sessions are made once, the way the app makes them (in SQLite,
+	// the fastest), and every source store starts from the same records.
+	seedStore := openFor(t, storesEnv(t, redisURL, mongoURL, "seed"), "sqlite")
+	start := time.Now()
+	cookies := seed(t, seedStore, migrateSessions)
+	var entries []sessionstore.Entry
+	for e, err := range seedStore.All(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	t.Logf("made %d sessions in %v", len(entries), time.Since(start).Round(time.Millisecond))
+
+	for _, from := range stores {
+		t.Run("from-"+from, func(t *testing.T) {
+			env := storesEnv(t, redisURL, mongoURL, "m"+from+fmt.Sprint(time.Now().UnixNano()%1e6))
+			src := openFor(t, env, from)
+			start := time.Now()
+			load(t, src, entries)
+			verify(t, src, cookies)
+			t.Logf("loaded and checked %d sessions in %s in %v", len(entries), from, time.Since(start).Round(time.Millisecond))
+			for _, to := range stores {
+				if to == from {
+					continue
+				}
+				t.Run("to-"+to, func(t *testing.T) {
+					out, err := runSessions(t, env, "migrate", "--from", from, "--to", to, "--dry-run")
+					if err != nil || !strings.Contains(out, fmt.Sprintf("would copy %d", migrateSessions)) {
+						t.Fatalf("dry run: %v\n%s", err, out)
+					}
+					for pass := 1; pass <= 2; pass++ { // idempotent: twice, same result
+						start := time.Now()
+						out, err = runSessions(t, env, "migrate", "--from", from, "--to", to)
+						if err != nil {
+							t.Fatalf("migrate pass %d: %v\n%s", pass, err, out)
+						}
+						want := fmt.Sprintf("copied %d, skipped-expired 0, failed 0", migrateSessions)
+						if !strings.Contains(out, want) {
+							t.Fatalf("migrate pass %d summary:\n%s\nwant %q", pass, out, want)
+						}
+						t.Logf("%s -> %s pass %d: %v", from, to, pass, time.Since(start).Round(time.Millisecond))
+					}
+					target := openFor(t, env, to)
+					count := 0
+					for _, err := range target.All(t.Context()) {
+						if err != nil {
+							t.Fatal(err)
+						}
+						count++
+					}
+					if count != migrateSessions {
+						t.Fatalf("target holds %d sessions after two migrations, want %d", count, migrateSessions)
+					}
+					verify(t, target, cookies)
+					owned, err := target.ByOwner(t.Context(), auth.OwnerKey("user7@example.com"))
+					if err != nil || len(owned) != migrateSessions/2000 {
+						t.Fatalf("user index in the target: %d sessions, %v; want %d", len(owned), err, migrateSessions/2000)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestSessionsCLI covers list, revoke, stats, purge, and the errors.
+func TestSessionsCLI(t *testing.T) {
+	p := startIDP(t)
+	dir := t.TempDir()
+	env := baseEnv(t, p, dir)
+	a := startApp(t, env)
+	ada, bob := newBrowser(t), newBrowser(t)
+	ada.login(a, "Ada", "ada@example.com")
+	ada2 := newBrowser(t)
+	ada2.login(a, "Ada", "ada@example.com")
+	bob.login(a, "Bob", "bob@example.com")
+
+	out, err := runSessions(t, env, "list")
+	if err != nil || strings.Count(out, "ada@example.com") != 2 || !strings.Contains(out, "bob@example.com") || !strings.Contains(out, "LAST SEEN") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	out, _ = runSessions(t, env, "list", "--user", "ADA@example.com")
+	if strings.Count(out, "ada@example.com") != 2 || strings.Contains(out, "bob@") {
+		t.Fatalf("list --user:\n%s", out)
+	}
+	out, err = runSessions(t, env, "stats")
+	if err != nil || !strings.Contains(out, "live sessions:     3") || !strings.Contains(out, "(2 users)") {
+		t.Fatalf("stats: %v\n%s", err, out)
+	}
+	out, err = runSessions(t, env, "revoke", "--user", "ada@example.com")
+	if err != nil || !strings.Contains(out, "revoked 2 sessions") {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	expectSignedOut(t, ada, a)
+	expectSignedOut(t, ada2, a)
+	expectSignedIn(t, bob, a, "bob@example.com")
+	if out, err = runSessions(t, env, "purge", "--expired"); err != nil || !strings.Contains(out, "purged 0") {
+		t.Fatalf("purge: %v\n%s", err, out)
+	}
+
+	for name, args := range map[string][]string{
+		"unknown command": {"frobnicate"},
+		"bad flag":        {"list", "--nope"},
+		"revoke no user":  {"revoke"},
+		"migrate no to":   {"migrate", "--from", "sqlite"},
+	} {
+		if _, err := runSessions(t, env, args...); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	down := copyEnv(env)
+	down["SESSION_STORE"] = "redis"
+	down["REDIS_URL"] = fmt.Sprintf("redis://127.0.0.1:%d", freePort(t))
+	if out, err := runSessions(t, down, "stats"); err == nil || !strings.Contains(err.Error(), "cannot reach the redis session store") {
+		t.Fatalf("stats against a stopped Redis: %v\n%s", err, out)
+	}
+}
+
+// TestSwitchStoreWithoutLoggingOut is the README's walkthrough: sign in on
+// SQLite, migrate to Redis, switch SESSION_STORE, still signed in.
+func TestSwitchStoreWithoutLoggingOut(t *testing.T) {
+	p := startIDP(t)
+	redisURL, _ := testservers.RedisURL(t)
+	env := baseEnv(t, p, t.TempDir())
+	env["REDIS_URL"], env["REDIS_KEY_PREFIX"] = redisURL, "switch:"
+	a := startApp(t, env)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	a.stop(t)
+
+	out, err := runSessions(t, env, "migrate", "--from", "sqlite", "--to", "redis")
+	if err != nil || !strings.Contains(out, "copied 1,") {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	env["SESSION_STORE"] = "redis"
+	a = startApp(t, env)
+	if m := expectSignedIn(t, b, a, "ada@example.com"); m.Session.Store != "redis" {
+		t.Fatalf("session now in %q, want redis", m.Session.Store)
+	}
+}
