@@ -37,6 +37,7 @@ func harness(newClient func() redis.UniversalClient, restart func(t testing.TB))
 }
 
 func TestConformanceSingle(t *testing.T) {
+	t.Parallel() // separate servers
 	srv := testservers.Redis(t)
 	storetest.Run(t, harness(func() redis.UniversalClient {
 		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
@@ -44,6 +45,7 @@ func TestConformanceSingle(t *testing.T) {
 }
 
 func TestConformanceSentinel(t *testing.T) {
+	t.Parallel() // separate servers
 	s := testservers.RedisSentinel(t)
 	storetest.Run(t, harness(func() redis.UniversalClient {
 		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{s.Sentinel.Addr}, MasterName: s.MasterName})
@@ -51,6 +53,7 @@ func TestConformanceSentinel(t *testing.T) {
 }
 
 func TestConformanceCluster(t *testing.T) {
+	t.Parallel() // separate servers
 	nodes := testservers.RedisCluster(t)
 	var addrs []string
 	for _, n := range nodes {

@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +48,7 @@ func Run(t *testing.T, h Harness) {
 		{"ContextCancelled", testCancelled},
 		{"ByOwner", testByOwner},
 		{"SaveMany", testSaveMany},
+		{"Lifetimes", testLifetimes},
 		{"Restart", testRestart},
 	}
 	for _, tc := range tests {
@@ -358,5 +361,58 @@ func testSaveMany(t *testing.T, h Harness) {
 	expectData(t, s, "m1199", []byte("1199"))
 	if got, err := s.ByOwner(ctx(t), "bulk"); err != nil || len(got) != 1200 {
 		t.Fatalf("ByOwner after SaveMany: %d, %v; want 1200", len(got), err)
+	}
+}
+
+// testLifetimes runs the app's session layer over the store: an idle
+// timeout kept at bay by lazy touches, and an absolute lifetime that no
+// activity extends. Expiry is enforced on read whatever the store evicts.
+func testLifetimes(t *testing.T, h Harness) {
+	s := h.New(t)
+	codec, err := sessionstore.NewCodec([]string{"lifetimes-secret-0123456789abcdef012345"}, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSession := func(ttl time.Duration) (*sessionstore.GorillaStore, *http.Cookie) {
+		g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: ttl, IdleTimeout: time.Second, TouchAfter: 300 * time.Millisecond})
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		w := httptest.NewRecorder()
+		sess := g.Fresh(r, "sid")
+		sess.Values["user"] = "ada"
+		if err := sess.Save(r, w); err != nil {
+			t.Fatal(err)
+		}
+		return g, w.Result().Cookies()[0]
+	}
+	alive := func(g *sessionstore.GorillaStore, c *http.Cookie) bool {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(c)
+		sess, err := g.New(r, "sid")
+		if err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		return !sess.IsNew
+	}
+
+	g, c := newSession(time.Hour)
+	for range 3 { // used every 700ms: past the 1s idle timeout only through touches
+		time.Sleep(700 * time.Millisecond)
+		if !alive(g, c) {
+			t.Fatal("an active session hit the idle timeout")
+		}
+	}
+	time.Sleep(1300 * time.Millisecond)
+	if alive(g, c) {
+		t.Fatal("a session idle for longer than the idle timeout is still alive")
+	}
+
+	g, c = newSession(1500 * time.Millisecond)
+	time.Sleep(700 * time.Millisecond)
+	if !alive(g, c) {
+		t.Fatal("session gone before its absolute lifetime")
+	}
+	time.Sleep(1000 * time.Millisecond) // 1.7s: past the absolute 1.5s, though touched
+	if alive(g, c) {
+		t.Fatal("activity extended the absolute lifetime")
 	}
 }
