@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"time"
@@ -122,7 +123,8 @@ func (s *server) revokeOtherSessions() echo.HandlerFunc {
 func (s *server) sessionsPage() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		views, _, _, err := s.mySessions(c)
-		if he, ok := err.(*echo.HTTPError); ok && he.Code == http.StatusUnauthorized {
+		var he *echo.HTTPError
+		if errors.As(err, &he) && he.Code == http.StatusUnauthorized {
 			return c.Redirect(http.StatusFound, "/")
 		}
 		if err != nil {

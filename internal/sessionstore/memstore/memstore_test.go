@@ -18,3 +18,9 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func BenchmarkStore(b *testing.B) {
+	s := memstore.New(0)
+	defer s.Close()
+	storetest.Bench(b, s)
+}

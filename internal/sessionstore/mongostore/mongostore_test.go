@@ -103,3 +103,17 @@ func TestNativeModeSettles(t *testing.T) {
 	}
 	t.Logf("auto-remove mode on this server: %s", s.Mode())
 }
+
+func BenchmarkStore(b *testing.B) {
+	srv := testservers.Mongo(b)
+	client, db, err := mongostore.Connect("mongodb://" + srv.Addr + "/bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := mongostore.New(mongostore.Options{Client: client, Database: db, Collection: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.Bench(b, s)
+}

@@ -98,3 +98,12 @@ func TestCleanupDeletesExpiredInBatches(t *testing.T) {
 		t.Fatalf("%d live rows after cleanup, want 10", live)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	s, err := sqlitestore.New(context.Background(), sqlitestore.Options{Path: filepath.Join(b.TempDir(), "s.db"), Table: "sessions"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.Bench(b, s)
+}

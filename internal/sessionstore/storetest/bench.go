@@ -1,0 +1,87 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
+)
+
+// Bench measures a backend's operations and the whole per-request session
+// load (cookie check, store read, record decrypt and decode) over it.
+// Each backend's test file calls it from a Benchmark function.
+func Bench(b *testing.B, s sessionstore.Backend) {
+	ctx := context.Background()
+	data := make([]byte, 400) // about a sealed login record
+	exp := time.Now().Add(time.Hour)
+	const keys = 1000
+	for i := range keys {
+		if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("bench-", i), Owner: "o", Data: data, SeenAt: time.Now(), ExpiresAt: exp}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("Find", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, found, err := s.Find(ctx, fmt.Sprint("bench-", i%keys)); err != nil || !found {
+				b.Fatal(err, found)
+			}
+			i++
+		}
+	})
+	b.Run("Save", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("bench-", i%keys), Owner: "o", Data: data, SeenAt: time.Now(), ExpiresAt: exp}); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("Touch", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := s.Touch(ctx, fmt.Sprint("bench-", i%keys), time.Now(), exp); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("Delete", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := s.Delete(ctx, fmt.Sprint("gone-", i)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("SessionLoad", func(b *testing.B) {
+		codec, _ := sessionstore.NewCodec([]string{"bench-secret-0123456789abcdef0123456789"}, 3600)
+		g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute})
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		w := httptest.NewRecorder()
+		sess := g.Fresh(r, "sid")
+		sess.Values["user"] = map[string]string{"id": "dev|ada", "email": "ada@example.com", "name": "Ada Lovelace", "provider": "google"}
+		if err := sess.Save(r, w); err != nil {
+			b.Fatal(err)
+		}
+		cookie := w.Result().Cookies()[0]
+		b.ReportAllocs()
+		for b.Loop() {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.AddCookie(cookie)
+			if s, err := g.New(r, "sid"); err != nil || s.IsNew {
+				b.Fatal("session not loaded", err)
+			}
+		}
+	})
+}
