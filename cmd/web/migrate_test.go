@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -163,7 +162,10 @@ func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
 
 func runSessions(t *testing.T, env map[string]string, args ...string) (string, error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	// Background goroutines (store maintenance, the progress bar) write
+	// while the command runs: the buffers must be safe for that, as
+	// os.Stdout and os.Stderr are.
+	var out, errOut syncBuffer
 	err := run(context.Background(), append([]string{"-env-file", "/nonexistent", "sessions"}, args...),
 		func(k string) string { return env[k] }, &out, &errOut)
 	return out.String() + errOut.String(), err

@@ -108,6 +108,21 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	expectSignedOut(t, b, one)
 }
 
+// ownServer starts a Redis or MongoDB-protocol server for this test alone
+// (the test stops and starts it) and points env at it.
+func ownServer(t *testing.T, env map[string]string, store, db string) *testservers.Proc {
+	t.Helper()
+	env["SESSION_STORE"] = store
+	if store == "redis" {
+		srv := testservers.Redis(t)
+		env["REDIS_URL"] = "redis://" + srv.Addr
+		return srv
+	}
+	srv := testservers.Mongo(t)
+	env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/" + db
+	return srv
+}
+
 func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -133,15 +148,7 @@ func TestStoreOutage503AndRecovery(t *testing.T) {
 	for _, store := range []string{"redis", "mongo"} {
 		t.Run(store, func(t *testing.T) {
 			env := baseEnv(t, p, t.TempDir())
-			env["SESSION_STORE"] = store
-			var srv *testservers.Proc
-			if store == "redis" {
-				srv = testservers.Redis(t)
-				env["REDIS_URL"] = "redis://" + srv.Addr
-			} else {
-				srv = testservers.Mongo(t)
-				env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/outage"
-			}
+			srv := ownServer(t, env, store, "outage")
 			a := startApp(t, env)
 			b := newBrowser(t)
 			b.login(a, "Ada", "ada@example.com")
@@ -183,15 +190,7 @@ func TestStartsWithStoreDown(t *testing.T) {
 	for _, store := range []string{"redis", "mongo"} {
 		t.Run(store, func(t *testing.T) {
 			env := baseEnv(t, p, t.TempDir())
-			env["SESSION_STORE"] = store
-			var srv *testservers.Proc
-			if store == "redis" {
-				srv = testservers.Redis(t)
-				env["REDIS_URL"] = "redis://" + srv.Addr
-			} else {
-				srv = testservers.Mongo(t)
-				env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/startdown"
-			}
+			srv := ownServer(t, env, store, "startdown")
 			srv.Stop(t)
 			a := startApp(t, env)
 			if !strings.Contains(a.logs.String(), "not reachable yet") {
@@ -219,15 +218,7 @@ func TestOutageUnderLoad(t *testing.T) {
 	for _, store := range []string{"redis", "mongo"} {
 		t.Run(store, func(t *testing.T) {
 			env := baseEnv(t, p, t.TempDir())
-			env["SESSION_STORE"] = store
-			var srv *testservers.Proc
-			if store == "redis" {
-				srv = testservers.Redis(t)
-				env["REDIS_URL"] = "redis://" + srv.Addr
-			} else {
-				srv = testservers.Mongo(t)
-				env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/load"
-			}
+			srv := ownServer(t, env, store, "load")
 			a := startApp(t, env)
 			b := newBrowser(t)
 			b.login(a, "Ada", "ada@example.com")

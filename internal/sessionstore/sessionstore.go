@@ -10,6 +10,7 @@ package sessionstore
 import (
 	"context"
 	"iter"
+	"log/slog"
 	"time"
 )
 
@@ -72,4 +73,27 @@ type Backend interface {
 // it has Save's semantics for each entry.
 type BatchSaver interface {
 	SaveMany(ctx context.Context, entries []Entry) error
+}
+
+// Sweep calls deleteExpired every interval until stop is closed. Backends
+// whose server does not expire records by itself run it in a goroutine;
+// reads never depend on it (expiry is checked on read), it only frees space.
+func Sweep(stop <-chan struct{}, every time.Duration, deleteExpired func(context.Context) (int64, error), logger *slog.Logger, store string) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			n, err := deleteExpired(ctx)
+			cancel()
+			if err != nil {
+				logger.Warn("Session cleanup failed", "store", store, "error", err)
+			} else if n > 0 {
+				logger.Debug("Expired sessions removed", "store", store, "count", n)
+			}
+		}
+	}
 }

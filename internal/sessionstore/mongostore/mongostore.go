@@ -180,23 +180,7 @@ func (s *Store) maintain() {
 	if s.Mode() != AutoRemoveInterval {
 		return
 	}
-	t := time.NewTicker(s.opts.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Interval)
-			n, err := s.DeleteExpired(ctx)
-			cancel()
-			if err != nil {
-				s.opts.Logger.Warn("MongoDB session cleanup failed", "error", err)
-			} else if n > 0 {
-				s.opts.Logger.Debug("MongoDB expired sessions removed", "count", n)
-			}
-		}
-	}
+	sessionstore.Sweep(s.stop, s.opts.Interval, s.DeleteExpired, s.opts.Logger, "mongo")
 }
 
 // DeleteExpired removes expired documents in batches and returns how many.

@@ -280,23 +280,7 @@ func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 
 func (s *Store) cleanupLoop() {
 	defer close(s.done)
-	t := time.NewTicker(s.opts.CleanupInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.CleanupInterval)
-			n, err := s.DeleteExpired(ctx)
-			cancel()
-			if err != nil {
-				s.opts.Logger.Warn("SQLite session cleanup failed", "error", err)
-			} else if n > 0 {
-				s.opts.Logger.Debug("SQLite expired sessions removed", "count", n)
-			}
-		}
-	}
+	sessionstore.Sweep(s.stop, s.opts.CleanupInterval, s.DeleteExpired, s.opts.Logger, "sqlite")
 }
 
 // Ping implements sessionstore.Backend.
