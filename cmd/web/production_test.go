@@ -149,6 +149,7 @@ func TestRequestLimitsAndMetrics(t *testing.T) {
 		`auth_logins_total{reason="",stage="succeeded"} 1`,
 		`auth_logins_total{reason="bad_state",stage="failed"} 1`,
 		`session_store_operation_duration_seconds_count{operation="save",store="sqlite"}`,
+		`session_store_live_records{store="sqlite"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(m.Body, want) {

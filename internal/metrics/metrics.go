@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"iter"
+	"math"
 	"net/http"
 	"time"
 
@@ -57,8 +58,24 @@ func (m *Metrics) Login(stage, reason string) {
 	m.logins.WithLabelValues(stage, reason).Inc()
 }
 
-// Store wraps b so that every operation is timed and its errors counted.
+// Store wraps b so that every operation is timed and its errors counted,
+// and, where b can count its records cheaply, exports that count.
 func (m *Metrics) Store(name string, b sessionstore.Backend) sessionstore.Backend {
+	if c, ok := b.(sessionstore.Counter); ok {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "session_store_live_records",
+			Help:        "Live records in the session store (login sessions and logins in progress). Only for stores that count cheaply.",
+			ConstLabels: prometheus.Labels{"store": name},
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := c.CountLive(ctx)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(n)
+		}))
+	}
 	return &instrumented{Backend: b, m: m, name: name}
 }
 

@@ -97,3 +97,9 @@ func Sweep(stop <-chan struct{}, every time.Duration, deleteExpired func(context
 		}
 	}
 }
+
+// Counter is implemented by backends that can count their live records
+// cheaply (an indexed count, an in-memory length); metrics use it.
+type Counter interface {
+	CountLive(ctx context.Context) (int64, error)
+}

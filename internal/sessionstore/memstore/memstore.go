@@ -188,3 +188,17 @@ func (s *Store) Close() error {
 	<-s.done
 	return nil
 }
+
+// CountLive implements sessionstore.Counter.
+func (s *Store) CountLive(context.Context) (int64, error) {
+	now := time.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var n int64
+	for _, e := range s.items {
+		if now.Before(e.ExpiresAt) {
+			n++
+		}
+	}
+	return n, nil
+}

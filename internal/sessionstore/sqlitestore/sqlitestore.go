@@ -310,3 +310,13 @@ func (s *Store) closeDBs() error {
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.opts.Path }
+
+// CountLive implements sessionstore.Counter with a count over the expiry
+// index.
+func (s *Store) CountLive(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.opts.Table+` WHERE expires_at > ?`, ms(time.Now())).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite count: %w", err)
+	}
+	return n, nil
+}

@@ -201,6 +201,11 @@ func testAll(t *testing.T, h Harness) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("All = %v, want %v", got, want)
 	}
+	if c, ok := s.(sessionstore.Counter); ok {
+		if n, err := c.CountLive(ctx(t)); err != nil || n != int64(len(want)) {
+			t.Fatalf("CountLive = %d, %v; want %d", n, err, len(want))
+		}
+	}
 	// Stopping early must be allowed.
 	for range s.All(ctx(t)) {
 		break
