@@ -458,3 +458,29 @@ func TestReturnPathStaysOnSite(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonedLoginsAreBounded: a browser that starts login after login
+// without finishing keeps at most a handful of flow cookies and rows.
+func TestAbandonedLoginsAreBounded(t *testing.T) {
+	p := startIDP(t)
+	dir := t.TempDir()
+	a := startApp(t, baseEnv(t, p, dir))
+	b := newBrowser(t)
+	for range 12 {
+		b.startLogin(a, "")
+	}
+	u, _ := url.Parse(a.URL)
+	flows := 0
+	for _, c := range b.Jar.Cookies(u) {
+		if strings.HasPrefix(c.Name, "oauth_") {
+			flows++
+		}
+	}
+	if flows > 5 || flows == 0 {
+		t.Fatalf("%d flow cookies after 12 abandoned logins, want 1 to 5", flows)
+	}
+	if n := len(rows(t, dir)); n != flows {
+		t.Fatalf("%d flow rows for %d flow cookies", n, flows)
+	}
+	b.login(a, "Ada", "ada@example.com") // and the browser can still sign in
+}

@@ -88,18 +88,25 @@ func (p *Provider) Name() string { return p.cfg.Name }
 
 func (p *Provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerifier, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.oidc != nil {
-		return p.oidc, p.verifier, nil
+	op, v := p.oidc, p.verifier
+	p.mu.Unlock()
+	if op != nil {
+		return op, v, nil
 	}
-	ctx = oidc.ClientContext(ctx, p.cfg.HTTPClient)
-	op, err := oidc.NewProvider(ctx, p.cfg.Issuer)
+	// Not under the lock: while the issuer is unreachable, logins must not
+	// queue behind each other's time-outs.
+	op, err := oidc.NewProvider(oidc.ClientContext(ctx, p.cfg.HTTPClient), p.cfg.Issuer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: discover %s: %w", ErrProviderUnreachable, p.cfg.Issuer, err)
 	}
-	p.oidc = op
-	p.verifier = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
-	return p.oidc, p.verifier, nil
+	v = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
+	p.mu.Lock()
+	if p.oidc == nil {
+		p.oidc, p.verifier = op, v
+	}
+	op, v = p.oidc, p.verifier
+	p.mu.Unlock()
+	return op, v, nil
 }
 
 func (p *Provider) oauth2Config(op *oidc.Provider) *oauth2.Config {
@@ -159,8 +166,11 @@ func (p *Provider) Finish(ctx context.Context, f Flow, code string) (Identity, e
 	if err := idt.Claims(&claims); err != nil {
 		return Identity{}, fmt.Errorf("%w: id_token claims: %w", ErrRejected, err)
 	}
-	if claims.EmailVerified != nil && !*claims.EmailVerified {
-		claims.Email = "" // an unverified address must not pass for the user's
+	if claims.EmailVerified == nil || !*claims.EmailVerified {
+		// An address the provider does not vouch for must not pass for the
+		// user's: it would pass ALLOWED_EMAIL_DOMAINS and file the session
+		// under someone else's sessions. Google always sends the claim.
+		claims.Email = ""
 	}
 	return Identity{ID: idt.Subject, Email: claims.Email, Name: claims.Name, Picture: claims.Picture, Provider: p.cfg.Name}, nil
 }

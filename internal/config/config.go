@@ -206,6 +206,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		r.fail("SESSION_IDLE_TIMEOUT", "%s is too short (minimum 1m, or 0 for off)", c.SessionIdleTimeout)
 	}
 	c.SessionTouchAfter = r.duration("SESSION_TOUCH_AFTER", time.Minute, 0)
+	if idle := c.SessionIdleTimeout; idle > 0 && c.SessionTouchAfter > idle/2 {
+		// A session is only extended on a read at least TouchAfter after
+		// the last: it must come well before the idle deadline.
+		if r.str("SESSION_TOUCH_AFTER", "") != "" {
+			r.fail("SESSION_TOUCH_AFTER", "%s must be at most half of SESSION_IDLE_TIMEOUT (%s), or active users are signed out", c.SessionTouchAfter, idle)
+		}
+		c.SessionTouchAfter = idle / 4
+	}
 	c.AllowMemoryInProduction = r.boolean("ALLOW_MEMORY_STORE_IN_PRODUCTION", false)
 	if c.Production() && c.SessionStore == StoreMemory && !c.AllowMemoryInProduction {
 		r.fail("SESSION_STORE", "memory loses every session on restart and is refused in production; use sqlite, redis or mongo (or set ALLOW_MEMORY_STORE_IN_PRODUCTION=true)")

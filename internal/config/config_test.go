@@ -45,6 +45,9 @@ func TestDefaults(t *testing.T) {
 	if c, _ := Load(env("SESSION_STORE", "mongodb")); c.SessionStore != StoreMongo {
 		t.Fatalf("mongodb alias = %q", c.SessionStore)
 	}
+	if c, _ := Load(env("SESSION_IDLE_TIMEOUT", "1m")); c.SessionTouchAfter != 15*time.Second {
+		t.Fatalf("default touch interval with a 1m idle timeout = %s, want 15s", c.SessionTouchAfter)
+	}
 	if c, _ := Load(env("SESSION_SECRET", "new-one, old-one")); len(c.SessionSecrets) != 2 || c.SessionSecrets[0] != "new-one" {
 		t.Fatalf("secrets = %q", c.SessionSecrets)
 	}
@@ -70,6 +73,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{[]string{"REDIS_SENTINEL_MASTER", "m"}, "REDIS_SENTINEL_ADDRS", "set both"},
 		{[]string{"MONGODB_SESSION_URL", "localhost"}, "MONGODB_SESSION_URL", "mongodb://"},
 		{[]string{"MONGODB_AUTOREMOVE", "sometimes"}, "MONGODB_AUTOREMOVE", "native, interval, disabled"},
+		{[]string{"SESSION_IDLE_TIMEOUT", "10m", "SESSION_TOUCH_AFTER", "6m"}, "SESSION_TOUCH_AFTER", "at most half"},
 		{[]string{"APP_ENV", "production", "BASE_URL", "https://a.example", "GOOGLE_CLIENT_ID", "i", "GOOGLE_CLIENT_SECRET", "s"}, "SESSION_SECRET", "required in production"},
 		{append(append([]string{}, prod...), "SESSION_SECRET", "short"), "SESSION_SECRET", "at least 32"},
 		{append(append([]string{}, prod...), "BASE_URL", "http://app.example.com"), "BASE_URL", "https"},

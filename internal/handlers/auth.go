@@ -50,6 +50,9 @@ func (s *server) currentUser(c echo.Context) (*sessions.Session, auth.Identity, 
 func (s *server) startLogin() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		if err := s.clearAbandonedLogins(c); err != nil {
+			return err
+		}
 		flow, authURL, err := s.Provider.Start(r.Context(), c.QueryParam("returnTo"))
 		if err != nil {
 			s.Metrics.Login("failed", "provider_unreachable")
@@ -65,6 +68,39 @@ func (s *server) startLogin() echo.HandlerFunc {
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.Redirect(http.StatusFound, authURL)
 	}
+}
+
+// maxPendingLogins bounds the login flows one browser keeps open: each has
+// its own cookie, and a page that starts logins in a loop must not fill the
+// browser's cookie jar (and the request headers) or the store.
+const maxPendingLogins = 5
+
+// clearAbandonedLogins deletes the browser's pending flows once it has
+// maxPendingLogins of them; a few tabs at once stay well below.
+func (s *server) clearAbandonedLogins(c echo.Context) error {
+	r := c.Request()
+	prefix := s.cookies.name(r, "oauth_")
+	var pending []string
+	for _, ck := range r.Cookies() {
+		if strings.HasPrefix(ck.Name, prefix) {
+			pending = append(pending, ck.Name)
+		}
+	}
+	if len(pending) < maxPendingLogins {
+		return nil
+	}
+	for _, name := range pending {
+		old, err := s.flows.Get(r, name)
+		if err != nil {
+			return err
+		}
+		old.Options.MaxAge = -1
+		if err := old.Save(r, c.Response()); err != nil {
+			return err
+		}
+	}
+	s.Logger.Info("Abandoned logins cleared", "count", len(pending))
+	return nil
 }
 
 func providerDown(err error) error {

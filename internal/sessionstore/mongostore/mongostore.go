@@ -255,7 +255,10 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 
 // Touch implements sessionstore.Store with a small $set, not a rewrite.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
-	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}},
+	// Unlike Find, the filter also checks the expiry: a touch must not
+	// revive a record that expired but is not yet removed. Touches are rare
+	// (lazy), so the slower compound filter costs little.
+	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "expiresAt", Value: bson.D{{Key: "$gt", Value: time.Now()}}}},
 		bson.D{{Key: "$set", Value: bson.D{
 			{Key: "seenAt", Value: seenAt.Truncate(time.Millisecond)},
 			{Key: "expiresAt", Value: expiresAt.Truncate(time.Millisecond)},

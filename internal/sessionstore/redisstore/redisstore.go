@@ -118,22 +118,42 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 }
 
 // touchScript moves the times kept in the value and the native TTL
-// together, and only for a key that still exists.
+// together, only for a key that still exists, and returns the key's owner
+// (the owner's set is another key, in another slot of a cluster, so the
+// caller extends it).
 var touchScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SETRANGE', KEYS[1], 0, ARGV[1])
   redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-  return 1
+  local len = redis.call('GETRANGE', KEYS[1], 16, 17)
+  local n = string.byte(len, 1) * 256 + string.byte(len, 2)
+  if n == 0 then return '' end
+  return redis.call('GETRANGE', KEYS[1], 18, 17 + n)
 end
-return 0`)
+return ''`)
+
+// extendOwnerScript makes an owner's set live at least ARGV[1] ms more.
+var extendOwnerScript = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl ~= -2 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1`)
 
 // Touch implements sessionstore.Store.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
 	hdr := make([]byte, 16)
 	binary.BigEndian.PutUint64(hdr, uint64(expiresAt.UnixMilli()))
 	binary.BigEndian.PutUint64(hdr[8:], uint64(seenAt.UnixMilli()))
-	if err := touchScript.Run(ctx, s.rdb, []string{s.prefix + key}, hdr, expiresAt.UnixMilli()).Err(); err != nil {
+	owner, err := touchScript.Run(ctx, s.rdb, []string{s.prefix + key}, hdr, expiresAt.UnixMilli()).Text()
+	if err != nil {
 		return fmt.Errorf("redis touch: %w", err)
+	}
+	if owner != "" {
+		// With an idle timeout a session outlives the expiry it was saved
+		// with; its owner's set must too.
+		ms := time.Until(expiresAt).Milliseconds() + 1000
+		if err := extendOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(owner)}, ms).Err(); err != nil {
+			return fmt.Errorf("redis touch owner index: %w", err)
+		}
 	}
 	return nil
 }
@@ -148,16 +168,17 @@ func (s *Store) getMany(ctx context.Context, node redis.Cmdable, keys []string) 
 	for i, k := range keys {
 		cmds[i] = pipe.Get(ctx, k)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, fmt.Errorf("redis get: %w", err)
-	}
+	_, _ = pipe.Exec(ctx) // Exec reports only the first error: each command is checked below
 	var live []sessionstore.Entry
 	var gone []string
 	for i, cmd := range cmds {
 		v, err := cmd.Bytes()
-		if err != nil {
+		if errors.Is(err, redis.Nil) {
 			gone = append(gone, keys[i])
 			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("redis get: %w", err)
 		}
 		if e, ok := decode(keys[i][len(s.prefix):], v); ok {
 			live = append(live, e)
@@ -181,9 +202,17 @@ func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry
 	for i, m := range members {
 		keys[i] = s.prefix + m
 	}
-	live, gone, err := s.getMany(ctx, s.rdb, keys)
+	found, gone, err := s.getMany(ctx, s.rdb, keys)
 	if err != nil {
 		return nil, err
+	}
+	live := found[:0]
+	for _, e := range found {
+		if e.Owner == owner {
+			live = append(live, e)
+		} else { // saved since under another owner
+			gone = append(gone, s.prefix+e.Key)
+		}
 	}
 	if len(gone) > 0 {
 		stale := make([]any, len(gone))

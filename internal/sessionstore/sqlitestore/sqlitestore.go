@@ -142,7 +142,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for _, idx := range []string{
 		`CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at)`,
-		`CREATE INDEX IF NOT EXISTS ` + t + `_owner ON ` + t + ` (owner) WHERE owner != ''`,
+		// A full index: SQLite cannot use a partial one for "owner = ?".
+		`DROP INDEX IF EXISTS ` + t + `_owner`,
+		`CREATE INDEX IF NOT EXISTS ` + t + `_owner_idx ON ` + t + ` (owner)`,
 	} {
 		if _, err := s.writer.ExecContext(ctx, idx); err != nil {
 			return fmt.Errorf("index sqlite table %q: %w", t, err)

@@ -340,6 +340,21 @@ func testByOwner(t *testing.T, h Harness) {
 	if got := owned(t, s, "bob"); got != "b1" {
 		t.Fatalf("ByOwner(bob) = %s, want b1", got)
 	}
+	// Save replaces the owner too.
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owner: "carol", Data: []byte("3"), ExpiresAt: hour})
+	if got := owned(t, s, "bob") + "|" + owned(t, s, "carol"); got != "|b1" {
+		t.Fatalf("after moving b1 to carol: bob|carol = %s, want |b1", got)
+	}
+	// A session kept alive by touches stays in its owner's index past the
+	// expiry it was saved with (idle timeouts save short expiries).
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "t1", Owner: "tina", Data: []byte("t"), ExpiresAt: time.Now().Add(1200 * time.Millisecond)})
+	if err := s.Touch(ctx(t), "t1", time.Now(), hour); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // past the first expiry and any grace an index adds
+	if got := owned(t, s, "tina"); got != "t1" {
+		t.Fatalf("ByOwner(tina) after a touch outlived the first expiry = %q, want t1", got)
+	}
 }
 
 // testSaveMany checks the optional batch write: Save's semantics per entry.
