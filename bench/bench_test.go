@@ -11,10 +11,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/example/oauth-sessions/internal/devprovider"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/redisstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/sqlitestore"
@@ -71,39 +69,8 @@ func startApp(t *testing.T, bin string, env ...string) (*testservers.Proc, strin
 // login runs the demo login (the app's built-in provider) and returns the
 // session cookie header.
 func login(base string) (string, error) {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := c.Get(base + "/api/auth/google")
-	if err != nil {
-		return "", err
-	}
-	res.Body.Close()
-	au, err := url.Parse(res.Header.Get("Location"))
-	if err != nil || res.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("start: %d", res.StatusCode)
-	}
-	form := au.Query()
-	form.Set("name", "Bench")
-	form.Set("email", fmt.Sprintf("bench%d@example.com", time.Now().UnixNano()%1e6))
-	form.Set("action", "allow")
-	res, err = c.PostForm(base+au.Path, form)
-	if err != nil {
-		return "", err
-	}
-	res.Body.Close()
-	res, err = c.Get(res.Header.Get("Location"))
-	if err != nil {
-		return "", err
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	for _, ck := range res.Cookies() {
-		if ck.Name == "sid" {
-			return "sid=" + ck.Value, nil
-		}
-	}
-	return "", fmt.Errorf("callback %d set no cookie", res.StatusCode)
+	sid, err := devprovider.SignIn(base, "Bench", fmt.Sprintf("bench%d@example.com", time.Now().UnixNano()%1e6))
+	return "sid=" + sid, err
 }
 
 type wrkResult struct {

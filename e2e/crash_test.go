@@ -3,10 +3,7 @@ package e2e
 import (
 	"database/sql"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,49 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/devprovider"
+
 	_ "modernc.org/sqlite"
 )
-
-// login runs one whole login with a plain HTTP client and returns the
-// session cookie once the callback's redirect has been received.
-func login(base, email string) (string, error) {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := c.Get(base + "/api/auth/google")
-	if err != nil {
-		return "", err
-	}
-	res.Body.Close()
-	authURL, err := url.Parse(res.Header.Get("Location"))
-	if err != nil || res.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("start: %d", res.StatusCode)
-	}
-	form := authURL.Query()
-	form.Set("name", email)
-	form.Set("email", email)
-	form.Set("action", "allow")
-	res, err = c.PostForm(authURL.Scheme+"://"+authURL.Host+authURL.Path, form)
-	if err != nil {
-		return "", err
-	}
-	res.Body.Close()
-	res, err = c.Get(res.Header.Get("Location"))
-	if err != nil {
-		return "", err
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("callback: %d", res.StatusCode)
-	}
-	for _, ck := range res.Cookies() {
-		if ck.Name == "sid" {
-			return ck.Value, nil
-		}
-	}
-	return "", fmt.Errorf("no sid cookie")
-}
 
 // TestKillDuringLoginBurst kills the app with SIGKILL in the middle of a
 // burst of logins on SQLite. Every login whose redirect was sent must still
@@ -83,7 +41,7 @@ func TestKillDuringLoginBurst(t *testing.T) {
 					return
 				default:
 				}
-				sid, err := login(base, fmt.Sprintf("user%d-%d@example.com", w, i))
+				sid, err := devprovider.SignIn(base, "User", fmt.Sprintf("user%d-%d@example.com", w, i))
 				if err != nil {
 					continue // the app died mid-login: not completed
 				}

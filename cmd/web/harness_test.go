@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/example/oauth-sessions/internal/devprovider"
+	"github.com/example/oauth-sessions/internal/testservers"
 )
 
 // testSecret is a fixed SESSION_SECRET so restarts keep sessions valid.
@@ -72,15 +72,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testservers.FreePort(t) }
 
 // baseEnv is the environment of an app signing in against p, keeping its
 // SQLite file and secret in dir.

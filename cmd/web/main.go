@@ -102,13 +102,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	logger := newLogger(cfg, stdout)
 
-	secrets, err := sessionSecrets(cfg, logger)
+	codec, err := newCodec(cfg, logger)
 	if err != nil {
 		return err
-	}
-	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
-	if err != nil {
-		return fmt.Errorf("config: SESSION_SECRET: %w", err)
 	}
 
 	logger.Info("Initializing session store", "storeType", cfg.SessionStore, "environment", cfg.Env)

@@ -54,13 +54,9 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	secrets, err := sessionSecrets(cfg, logger)
+	codec, err := newCodec(cfg, logger)
 	if err != nil {
 		return err
-	}
-	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
-	if err != nil {
-		return fmt.Errorf("config: SESSION_SECRET: %w", err)
 	}
 	switch cmd {
 	case "list", "revoke", "purge", "stats":
@@ -95,19 +91,24 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 	return fmt.Errorf("sessions: unknown command %q", cmd)
 }
 
-// sessionSecrets returns SESSION_SECRET's secrets, or in development the
-// generated one kept in the data folder.
-func sessionSecrets(cfg *config.Config, logger *slog.Logger) ([]string, error) {
-	if len(cfg.SessionSecrets) > 0 {
-		return cfg.SessionSecrets, nil
+// newCodec builds the cookie and record codec from SESSION_SECRET, or in
+// development from the generated secret kept in the data folder.
+func newCodec(cfg *config.Config, logger *slog.Logger) (*sessionstore.Codec, error) {
+	secrets := cfg.SessionSecrets
+	if len(secrets) == 0 {
+		secret, created, err := config.DevSecret(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		logger.Warn("SESSION_SECRET is not set: using a development secret kept in the data folder; set SESSION_SECRET in production",
+			"file", cfg.DataDir+"/session-secret", "created", created)
+		secrets = []string{secret}
 	}
-	secret, created, err := config.DevSecret(cfg.DataDir)
+	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: SESSION_SECRET: %w", err)
 	}
-	logger.Warn("SESSION_SECRET is not set: using a development secret kept in the data folder; set SESSION_SECRET in production",
-		"file", cfg.DataDir+"/session-secret", "created", created)
-	return []string{secret}, nil
+	return codec, nil
 }
 
 // openReachable opens the named store and checks that it answers, so a CLI
