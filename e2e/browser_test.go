@@ -123,6 +123,20 @@ func do(t *testing.T, ctx context.Context, app *testservers.Proc, steps ...chrom
 	}
 }
 
+// meStatus asks /api/auth/me with the session cookie sid, as a client
+// holding a copy of it would.
+func meStatus(t *testing.T, base, sid string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/me", nil)
+	req.Header.Set("Cookie", "sid="+sid)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID(sel)))
@@ -264,15 +278,8 @@ func TestBrowserTwoTabsAndSignOut(t *testing.T) {
 	// Back does not bring the session back.
 	do(t, tab1, app, chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.ID("signed-out")))
 
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/me", nil)
-	req.Header.Set("Cookie", "sid="+sid)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("cookie copied before sign-out: /api/auth/me = %d, want 401", res.StatusCode)
+	if code := meStatus(t, base, sid); code != http.StatusUnauthorized {
+		t.Fatalf("cookie copied before sign-out: /api/auth/me = %d, want 401", code)
 	}
 }
 

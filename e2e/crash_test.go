@@ -66,14 +66,7 @@ func TestKillDuringLoginBurst(t *testing.T) {
 
 	lost := 0
 	for _, sid := range done {
-		req, _ := http.NewRequest(http.MethodGet, base+"/api/auth/me", nil)
-		req.Header.Set("Cookie", "sid="+sid)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
+		if meStatus(t, base, sid) != http.StatusOK {
 			lost++
 		}
 	}
