@@ -62,6 +62,23 @@ func expectSignedOut(t *testing.T, b *browser, a *app) {
 	}
 }
 
+// expectSignedOutSoon is expectSignedOut for a sign-out made elsewhere
+// (another instance, the CLI): the app's session cache learns of it from
+// the store's change feed, within milliseconds, not within the same
+// instant. It fails if that takes more than a second.
+func expectSignedOutSoon(t *testing.T, b *browser, a *app) {
+	t.Helper()
+	start := time.Now()
+	for b.me(a).Status != http.StatusUnauthorized {
+		if time.Since(start) > time.Second {
+			t.Fatal("a session ended elsewhere is still signed in after 1s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("session ended elsewhere: signed out here after %s", time.Since(start).Round(time.Microsecond))
+	expectSignedOut(t, b, a)
+}
+
 type row struct {
 	key string
 	exp time.Time

@@ -113,6 +113,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return err
 	}
 	m := metrics.New()
+	cache := openCache(cfg, backend, logger) // before the metrics wrapper, which hides the change feed
+	if cache != nil {
+		m.Cache(cache)
+	}
 	backend = m.Store(cfg.SessionStore, backend)
 	defer func() {
 		if err := backend.Close(); err != nil {
@@ -136,7 +140,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 
 	deps := handlers.Deps{
-		Logger: logger, Backend: backend, StoreName: cfg.SessionStore, Codec: codec, Metrics: m,
+		Logger: logger, Backend: backend, Cache: cache, StoreName: cfg.SessionStore, Codec: codec, Metrics: m,
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,

@@ -293,11 +293,12 @@ func TestSessionsCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "live sessions:     3") || !strings.Contains(out, "(2 users)") {
 		t.Fatalf("stats: %v\n%s", err, out)
 	}
+	expectSignedIn(t, ada, a, "ada@example.com") // now in the app's session cache
 	out, err = runSessions(t, env, "revoke", "--user", "ada@example.com")
 	if err != nil || !strings.Contains(out, "revoked 2 sessions") {
 		t.Fatalf("revoke: %v\n%s", err, out)
 	}
-	expectSignedOut(t, ada, a)
+	expectSignedOutSoon(t, ada, a)
 	expectSignedOut(t, ada2, a)
 	expectSignedIn(t, bob, a, "bob@example.com")
 	if out, err = runSessions(t, env, "purge", "--expired"); err != nil || !strings.Contains(out, "purged 0") {

@@ -40,7 +40,12 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (se
 		logger.Info("Creating Redis session store", "mode", mode, "addrs", opts.Addrs, "masterName", opts.MasterName,
 			"db", opts.DB, "tls", opts.TLSConfig != nil, "keyPrefix", cfg.Redis.KeyPrefix)
 		redis.SetLogger(redisLogger{logger}) // go-redis logs through a package-level hook
-		return redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: cfg.Redis.KeyPrefix})
+		var tracking *redis.UniversalOptions
+		if cfg.SessionCacheSize > 0 {
+			tracking = opts
+		}
+		return redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: cfg.Redis.KeyPrefix,
+			Tracking: tracking, Logger: logger})
 	case config.StoreMongo:
 		client, db, err := mongostore.Connect(cfg.Mongo.URL)
 		if err != nil {
@@ -57,6 +62,22 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (se
 		return memstore.New(time.Minute), nil
 	}
 	return nil, fmt.Errorf("config: SESSION_STORE: %q is not built in", cfg.SessionStore)
+}
+
+// openCache returns the in-process session cache for backend, or nil when
+// it is turned off or the backend cannot report others' writes (MongoDB).
+func openCache(cfg *config.Config, backend sessionstore.Backend, logger *slog.Logger) *sessionstore.Cache {
+	feed, ok := backend.(sessionstore.ChangeFeed)
+	switch {
+	case cfg.SessionCacheSize == 0:
+		logger.Info("Session cache off", "reason", "SESSION_CACHE_SIZE=0")
+		return nil
+	case !ok:
+		logger.Info("Session cache off", "reason", "the "+cfg.SessionStore+" store does not report writes made elsewhere")
+		return nil
+	}
+	logger.Info("Session cache on", "size", cfg.SessionCacheSize, "storeType", cfg.SessionStore)
+	return sessionstore.NewCache(feed, cfg.SessionCacheSize)
 }
 
 // redisOptions builds client options: credentials and TLS from REDIS_URL

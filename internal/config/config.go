@@ -39,6 +39,7 @@ type Config struct {
 	SessionTTL              time.Duration
 	SessionIdleTimeout      time.Duration
 	SessionTouchAfter       time.Duration
+	SessionCacheSize        int // sessions kept validated in memory; 0 = off
 	AllowMemoryInProduction bool
 
 	SQLitePath  string
@@ -214,6 +215,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 		c.SessionTouchAfter = idle / 4
 	}
+	c.SessionCacheSize = r.integer("SESSION_CACHE_SIZE", 10000, 0, 10_000_000)
 	c.AllowMemoryInProduction = r.boolean("ALLOW_MEMORY_STORE_IN_PRODUCTION", false)
 	if c.Production() && c.SessionStore == StoreMemory && !c.AllowMemoryInProduction {
 		r.fail("SESSION_STORE", "memory loses every session on restart and is refused in production; use sqlite, redis or mongo (or set ALLOW_MEMORY_STORE_IN_PRODUCTION=true)")

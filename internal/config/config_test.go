@@ -45,6 +45,12 @@ func TestDefaults(t *testing.T) {
 	if c, _ := Load(env("SESSION_STORE", "mongodb")); c.SessionStore != StoreMongo {
 		t.Fatalf("mongodb alias = %q", c.SessionStore)
 	}
+	if c, _ := Load(env()); c.SessionCacheSize != 10000 {
+		t.Fatalf("default SESSION_CACHE_SIZE = %d, want 10000", c.SessionCacheSize)
+	}
+	if c, _ := Load(env("SESSION_CACHE_SIZE", "0")); c.SessionCacheSize != 0 {
+		t.Fatalf("SESSION_CACHE_SIZE=0 = %d, want 0 (off)", c.SessionCacheSize)
+	}
 	if c, _ := Load(env("SESSION_IDLE_TIMEOUT", "1m")); c.SessionTouchAfter != 15*time.Second {
 		t.Fatalf("default touch interval with a 1m idle timeout = %s, want 15s", c.SessionTouchAfter)
 	}
@@ -74,6 +80,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{[]string{"MONGODB_SESSION_URL", "localhost"}, "MONGODB_SESSION_URL", "mongodb://"},
 		{[]string{"MONGODB_AUTOREMOVE", "sometimes"}, "MONGODB_AUTOREMOVE", "native, interval, disabled"},
 		{[]string{"SESSION_IDLE_TIMEOUT", "10m", "SESSION_TOUCH_AFTER", "6m"}, "SESSION_TOUCH_AFTER", "at most half"},
+		{[]string{"SESSION_CACHE_SIZE", "-1"}, "SESSION_CACHE_SIZE", "whole number from 0"},
+		{[]string{"SESSION_CACHE_SIZE", "lots"}, "SESSION_CACHE_SIZE", "whole number from 0"},
 		{[]string{"APP_ENV", "production", "BASE_URL", "https://a.example", "GOOGLE_CLIENT_ID", "i", "GOOGLE_CLIENT_SECRET", "s"}, "SESSION_SECRET", "required in production"},
 		{append(append([]string{}, prod...), "SESSION_SECRET", "short"), "SESSION_SECRET", "at least 32"},
 		{append(append([]string{}, prod...), "BASE_URL", "http://app.example.com"), "BASE_URL", "https"},

@@ -191,6 +191,11 @@ func (s *server) finishLogin() echo.HandlerFunc {
 	}
 }
 
+// jsonTime formats t exactly as encoding/json does (RFC 3339, UTC here),
+// without the reflection and re-validation that time.Time's MarshalJSON
+// costs on the busiest route.
+func jsonTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
 // meResponse is the JSON of GET /api/auth/me.
 type meResponse struct {
 	User    auth.Identity `json:"user"`
@@ -198,9 +203,9 @@ type meResponse struct {
 }
 
 type sessionInfo struct {
-	Store     string    `json:"store"`
-	CreatedAt time.Time `json:"createdAt"`
-	ExpiresAt time.Time `json:"expiresAt"`
+	Store     string `json:"store"`
+	CreatedAt string `json:"createdAt"` // jsonTime
+	ExpiresAt string `json:"expiresAt"`
 }
 
 func (s *server) me() echo.HandlerFunc {
@@ -215,7 +220,7 @@ func (s *server) me() echo.HandlerFunc {
 		}
 		info := sessionstore.InfoOf(sess)
 		return c.JSON(http.StatusOK, meResponse{User: user, Session: sessionInfo{
-			Store: s.StoreName, CreatedAt: info.CreatedAt.UTC(), ExpiresAt: info.ExpiresAt.UTC(),
+			Store: s.StoreName, CreatedAt: jsonTime(info.CreatedAt), ExpiresAt: jsonTime(info.ExpiresAt),
 		}})
 	}
 }

@@ -26,7 +26,8 @@ import (
 type Deps struct {
 	Logger    *slog.Logger
 	Backend   sessionstore.Backend
-	StoreName string // "sqlite", "redis", "mongo", "memory"
+	Cache     *sessionstore.Cache // nil: every session check reads the store
+	StoreName string              // "sqlite", "redis", "mongo", "memory"
 	Codec     *sessionstore.Codec
 	Provider  *auth.Provider
 	Metrics   *metrics.Metrics
@@ -60,7 +61,7 @@ func New(d Deps) *echo.Echo {
 	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}}
 	s.login = sessionstore.NewGorillaStore(d.Backend, d.Codec, sessionstore.Options{
 		Kind: "login", TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter,
-		Cookie: s.cookies.attributes, Logger: d.Logger,
+		Cookie: s.cookies.attributes, Cache: d.Cache, Logger: d.Logger,
 	})
 	s.flows = sessionstore.NewGorillaStore(d.Backend, d.Codec, sessionstore.Options{
 		Kind: "oauth-flow", TTL: auth.FlowTTL, Cookie: s.cookies.attributes, Logger: d.Logger,

@@ -58,6 +58,21 @@ func (m *Metrics) Login(stage, reason string) {
 	m.logins.WithLabelValues(stage, reason).Inc()
 }
 
+// Cache exports the session cache's counters.
+func (m *Metrics) Cache(c *sessionstore.Cache) {
+	counter := func(name, help string, v func(sessionstore.CacheStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(c.Stats())) })
+	}
+	m.reg.MustRegister(
+		counter("session_cache_hits_total", "Session checks answered from memory.", func(s sessionstore.CacheStats) uint64 { return s.Hits }),
+		counter("session_cache_misses_total", "Session checks that went to the store.", func(s sessionstore.CacheStats) uint64 { return s.Misses }),
+		counter("session_cache_invalidations_total", "Invalidations received (one key, or everything).", func(s sessionstore.CacheStats) uint64 { return s.Invalidations }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "session_cache_entries", Help: "Sessions held in the cache."},
+			func() float64 { return float64(c.Stats().Entries) }),
+	)
+}
+
 // Store wraps b so that every operation is timed and its errors counted,
 // and, where b can count its records cheaply, exports that count.
 func (m *Metrics) Store(name string, b sessionstore.Backend) sessionstore.Backend {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -35,6 +37,8 @@ type Options struct {
 	// Cookie returns the attributes of cookies for this request. MaxAge is
 	// ignored: it is always derived from the session's expiry.
 	Cookie func(r *http.Request) sessions.Options
+	// Cache, when set, keeps validated sessions in memory (see Cache).
+	Cache  *Cache
 	Logger *slog.Logger
 }
 
@@ -64,6 +68,7 @@ func NewGorillaStore(backend Store, codec *Codec, opts Options) *GorillaStore {
 // Session.Values under an unexported key type, which no caller can collide
 // with and which is never serialised.
 type state struct {
+	token, key string // the store key of token, once known
 	createdAt  time.Time
 	seenAt     time.Time
 	expiresAt  time.Time // absolute
@@ -102,6 +107,25 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 	}
 	st := stateOf(s)
 	st.hadCookie = true
+	ctx := r.Context()
+	now := time.Now()
+	ref := cookieRef{name, c.Value}
+	var tk ticket
+	if g.opts.Cache != nil {
+		var hit *cached
+		hit, tk = g.opts.Cache.lookup(ctx, ref)
+		if hit != nil {
+			if now.Before(hit.rec.ExpiresAt) && now.Before(hit.storeExp) {
+				g.fill(s, st, hit)
+				if g.touch(ctx, hit.key, st, now) {
+					g.opts.Cache.replace(ref, hit, hit.touched(now, g.storeExpiry(hit.rec.ExpiresAt, now)))
+				}
+				return s, nil
+			}
+			// Expired since it was cached: forget it and let the store say so.
+			g.opts.Cache.Invalidate(hit.key)
+		}
+	}
 	token, err := g.codec.DecodeCookie(name, c.Value)
 	if err != nil {
 		st.notFound, st.rejectedAs = true, "bad cookie"
@@ -109,12 +133,13 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 		return s, nil
 	}
 	key := KeyFor(token)
-	ctx := r.Context()
+	if g.opts.Cache != nil {
+		tk = g.opts.Cache.stripeTicket(tk, key)
+	}
 	entry, found, err := g.backend.Find(ctx, key)
 	if err != nil {
 		return s, fmt.Errorf("%w: find session %s: %w", ErrUnavailable, ShortID(key), err)
 	}
-	now := time.Now()
 	if !found {
 		st.notFound, st.rejectedAs = true, "not found"
 		return s, nil
@@ -126,32 +151,52 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 		g.opts.Logger.Warn("session record rejected", "session", ShortID(key), "kind", g.opts.Kind, "error", err)
 		return s, nil
 	}
-	for k, v := range rec.Values {
-		s.Values[k] = v
+	e := newCached(token, key, rec, entry)
+	g.fill(s, st, e)
+	if g.touch(ctx, key, st, now) {
+		e = e.touched(now, g.storeExpiry(rec.ExpiresAt, now))
 	}
-	st.createdAt, st.expiresAt, st.seenAt, st.owner = rec.CreatedAt, rec.ExpiresAt, entry.SeenAt, entry.Owner
-	st.loaded, _ = json.Marshal(rec.Values)
-	s.ID = token
-	s.IsNew = false
-	g.touch(ctx, key, st, now)
+	if g.opts.Cache != nil {
+		g.opts.Cache.store(ref, e, tk)
+	}
 	return s, nil
 }
 
+// fill loads a validated session into s.
+func (g *GorillaStore) fill(s *sessions.Session, st *state, e *cached) {
+	for _, v := range e.values {
+		s.Values[v.name] = v.value
+	}
+	st.token, st.key = e.token, e.key
+	st.createdAt, st.expiresAt, st.seenAt, st.owner = e.rec.CreatedAt, e.rec.ExpiresAt, e.seenAt, e.owner
+	st.loaded = e.loaded
+	s.ID = e.token
+	s.IsNew = false
+}
+
+// touched returns a copy of e as it is after a touch at now.
+func (e *cached) touched(now, storeExp time.Time) *cached {
+	t := *e
+	t.seenAt, t.storeExp = now, storeExp
+	return &t
+}
+
 // touch records the visit and pushes the idle deadline forward, lazily: at
-// most once per TouchAfter.
-func (g *GorillaStore) touch(ctx context.Context, key string, st *state, now time.Time) {
+// most once per TouchAfter. It reports whether it wrote.
+func (g *GorillaStore) touch(ctx context.Context, key string, st *state, now time.Time) bool {
 	if g.opts.TouchAfter <= 0 && g.opts.IdleTimeout <= 0 {
-		return
+		return false
 	}
 	if now.Sub(st.seenAt) < g.opts.TouchAfter {
-		return
+		return false
 	}
 	if err := g.backend.Touch(ctx, key, now, g.storeExpiry(st.expiresAt, now)); err != nil {
 		// The read succeeded; a failed touch only shortens the idle window.
 		g.opts.Logger.Warn("session touch failed", "session", ShortID(key), "error", err)
-		return
+		return false
 	}
 	st.seenAt = now
+	return true
 }
 
 // storeExpiry is when the store should drop the record: the absolute expiry,
@@ -225,6 +270,10 @@ func (g *GorillaStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 			}
 			return fmt.Errorf("session %q: value key %v is not a string", s.Name(), k)
 		}
+		if sv, ok := v.(*storedValue); ok { // unchanged since loaded
+			values[name] = sv.raw
+			continue
+		}
 		b, err := json.Marshal(v)
 		if err != nil {
 			return fmt.Errorf("session %q: encode value %q: %w", s.Name(), name, err)
@@ -264,8 +313,21 @@ func (g *GorillaStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 	return nil
 }
 
+// storedValue is a session value as loaded from a record: its JSON, and
+// what Value has decoded from it, per type. A cached session shares its
+// storedValues between requests, so each is decoded once, not per request.
+type storedValue struct {
+	raw     json.RawMessage
+	decoded sync.Map // reflect.Type → a value of that type
+}
+
+// MarshalJSON returns the value's JSON as loaded.
+func (v *storedValue) MarshalJSON() ([]byte, error) { return v.raw, nil }
+
 // Value returns the value stored under key as a T: the value itself when it
-// was set in this request, or decoded from the record's JSON.
+// was set in this request, or decoded from the record's JSON. A decoded T
+// may be shared with other requests of the same session: treat maps and
+// slices in it as read-only.
 func Value[T any](s *sessions.Session, key string) (T, bool) {
 	var zero T
 	switch v := s.Values[key].(type) {
@@ -273,6 +335,17 @@ func Value[T any](s *sessions.Session, key string) (T, bool) {
 		return zero, false
 	case T:
 		return v, true
+	case *storedValue:
+		typ := reflect.TypeFor[T]()
+		if d, ok := v.decoded.Load(typ); ok {
+			return d.(T), true
+		}
+		var out T
+		if err := json.Unmarshal(v.raw, &out); err != nil {
+			return zero, false
+		}
+		v.decoded.Store(typ, out)
+		return out, true
 	case json.RawMessage:
 		var out T
 		if err := json.Unmarshal(v, &out); err != nil {
@@ -301,7 +374,7 @@ func InfoOf(s *sessions.Session) Info {
 	st := stateOf(s)
 	info := Info{CreatedAt: st.createdAt, SeenAt: st.seenAt, ExpiresAt: st.expiresAt, Lost: st.hadCookie && st.notFound}
 	if s.ID != "" {
-		info.Key = ShortID(KeyFor(s.ID))
+		info.Key = ShortID(KeyOf(s))
 	}
 	return info
 }
@@ -345,6 +418,9 @@ func (g *GorillaStore) Revoke(ctx context.Context, key string) error {
 func KeyOf(s *sessions.Session) string {
 	if s.ID == "" {
 		return ""
+	}
+	if st := stateOf(s); st.token == s.ID {
+		return st.key
 	}
 	return KeyFor(s.ID)
 }

@@ -15,7 +15,12 @@ import (
 // counting wraps a real backend and counts writes.
 type counting struct {
 	sessionstore.Backend
-	saves, touches atomic.Int64
+	finds, saves, touches atomic.Int64
+}
+
+func (c *counting) Find(ctx context.Context, k string) (sessionstore.Entry, bool, error) {
+	c.finds.Add(1)
+	return c.Backend.Find(ctx, k)
 }
 
 func (c *counting) Save(ctx context.Context, e sessionstore.Entry) error {

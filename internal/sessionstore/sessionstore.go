@@ -11,6 +11,7 @@ import (
 	"context"
 	"iter"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -102,4 +103,69 @@ func Sweep(stop <-chan struct{}, every time.Duration, deleteExpired func(context
 // cheaply (an indexed count, an in-memory length); metrics use it.
 type Counter interface {
 	CountLive(ctx context.Context) (int64, error)
+}
+
+// Invalidator is told which records changed, so that anything derived from
+// them can be dropped. Implementations must be safe for concurrent use and
+// must not block: backends call them from their read loops.
+type Invalidator interface {
+	// Invalidate reports that the record under key changed or is gone.
+	Invalidate(key string)
+	// InvalidateAll reports that any record may have changed (a reconnect,
+	// a write whose keys are unknown).
+	InvalidateAll()
+}
+
+// ChangeFeed is implemented by backends that can tell a process about every
+// write to their records, including writes made elsewhere: another app
+// instance, the `web sessions` command, the server expiring a key. It is
+// what makes an in-process cache of sessions (Cache) safe; a backend
+// without one gets no cache.
+type ChangeFeed interface {
+	// Follow makes the backend report changes to inv from now on: its own
+	// writes after they are done and before they return, writes made
+	// elsewhere as soon as it learns of them.
+	Follow(inv Invalidator)
+	// Synced reports whether every write finished before the call has been
+	// reported to the followers (delivering pending reports first if the
+	// backend learns of them by asking). False means the backend cannot
+	// vouch for that right now — disconnected, or not set up — and nothing
+	// cached may be trusted.
+	Synced(ctx context.Context) bool
+}
+
+// Followers is the list of Invalidators a ChangeFeed reports to; backends
+// keep one and report through it.
+type Followers struct {
+	mu   sync.Mutex
+	list []Invalidator
+}
+
+// Add registers inv.
+func (f *Followers) Add(inv Invalidator) {
+	f.mu.Lock()
+	f.list = append(f.list, inv)
+	f.mu.Unlock()
+}
+
+func (f *Followers) snapshot() []Invalidator {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.list
+}
+
+// Invalidate reports keys to every follower.
+func (f *Followers) Invalidate(keys ...string) {
+	for _, inv := range f.snapshot() {
+		for _, k := range keys {
+			inv.Invalidate(k)
+		}
+	}
+}
+
+// InvalidateAll reports to every follower that anything may have changed.
+func (f *Followers) InvalidateAll() {
+	for _, inv := range f.snapshot() {
+		inv.InvalidateAll()
+	}
 }

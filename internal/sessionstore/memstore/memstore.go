@@ -19,6 +19,8 @@ type Store struct {
 	byOwner map[string]map[string]struct{}
 	stop    chan struct{}
 	done    chan struct{}
+
+	followers sessionstore.Followers
 }
 
 // New returns an empty store that sweeps expired items every cleanupInterval
@@ -43,13 +45,16 @@ func (s *Store) sweep(every time.Duration) {
 		case <-s.stop:
 			return
 		case now := <-t.C:
+			var gone []string
 			s.mu.Lock()
 			for k, e := range s.items {
 				if !now.Before(e.ExpiresAt) {
 					s.remove(k)
+					gone = append(gone, k)
 				}
 			}
 			s.mu.Unlock()
+			s.changed(gone...)
 		}
 	}
 }
@@ -95,6 +100,7 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.changed(e.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.remove(e.Key)
@@ -113,6 +119,7 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.changed(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.items[key]; ok && time.Now().Before(e.ExpiresAt) {
@@ -130,8 +137,20 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	s.mu.Lock()
 	s.remove(key)
 	s.mu.Unlock()
+	s.changed(key)
 	return nil
 }
+
+// Follow implements sessionstore.ChangeFeed. Every write to this store goes
+// through this process, so reporting each one as it happens is complete.
+func (s *Store) Follow(inv sessionstore.Invalidator) { s.followers.Add(inv) }
+
+// Synced implements sessionstore.ChangeFeed: writes are reported before
+// they return, so the followers are always up to date.
+func (s *Store) Synced(context.Context) bool { return true }
+
+// changed reports keys to the followers, after the store's lock is released.
+func (s *Store) changed(keys ...string) { s.followers.Invalidate(keys...) }
 
 // All implements sessionstore.Store. It works on a snapshot, so callers may
 // write to the store while iterating.

@@ -16,6 +16,7 @@ func TestConformance(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			return s
 		},
+		Feed: true, // every write goes through the one process
 	})
 }
 

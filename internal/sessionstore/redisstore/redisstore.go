@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -24,6 +25,13 @@ type Options struct {
 	Client redis.UniversalClient
 	// KeyPrefix keeps the app's keys apart from others in the same database.
 	KeyPrefix string
+	// Tracking, when set, are the options Client was made with: the store
+	// opens one more connection with them to receive Redis's invalidation
+	// messages, which makes it a sessionstore.ChangeFeed (and so lets the
+	// app cache sessions in memory). Not supported with Cluster, whose
+	// invalidations come per shard; the store then never reports synced.
+	Tracking *redis.UniversalOptions
+	Logger   *slog.Logger
 }
 
 // Store is a Redis sessionstore.Backend. Each record is one string key whose
@@ -33,8 +41,10 @@ type Options struct {
 // set is a hint (a cluster cannot update two slots atomically), so ByOwner
 // checks every member and prunes the dead ones.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
+	rdb       redis.UniversalClient
+	prefix    string
+	followers sessionstore.Followers
+	tracker   *tracker // nil without Options.Tracking
 }
 
 // New returns a store over opts.Client. It does not contact Redis: an
@@ -43,8 +53,27 @@ func New(opts Options) (*Store, error) {
 	if opts.Client == nil {
 		return nil, errors.New("redis store: nil client")
 	}
-	return &Store{rdb: opts.Client, prefix: opts.KeyPrefix}, nil
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{rdb: opts.Client, prefix: opts.KeyPrefix}
+	if t := opts.Tracking; t != nil {
+		if t.IsClusterMode || (len(t.Addrs) > 1 && t.MasterName == "") {
+			opts.Logger.Info("Session cache off: Redis Cluster sends invalidations per shard, which this store does not follow")
+		} else {
+			s.tracker = startTracker(t, s.prefix, &s.followers, opts.Logger)
+		}
+	}
+	return s, nil
 }
+
+// Follow implements sessionstore.ChangeFeed.
+func (s *Store) Follow(inv sessionstore.Invalidator) { s.followers.Add(inv) }
+
+// Synced implements sessionstore.ChangeFeed: true while the invalidation
+// connection is subscribed. Redis pushes each invalidation to it while
+// executing the write, so it arrives with the writer's own reply.
+func (s *Store) Synced(context.Context) bool { return s.tracker != nil && s.tracker.synced.Load() }
 
 const header = 18 // expiry (8), seen (8), owner length (2)
 
@@ -76,6 +105,9 @@ func decode(key string, v []byte) (sessionstore.Entry, bool) {
 	return e, time.Now().Before(e.ExpiresAt)
 }
 
+// KeyPrefix returns the prefix of the store's keys.
+func (s *Store) KeyPrefix() string { return s.prefix }
+
 func (s *Store) ownerKey(owner string) string { return s.prefix + "u:" + owner }
 
 // Find implements sessionstore.Store.
@@ -105,6 +137,7 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	if ttl <= 0 {
 		return s.Delete(ctx, e.Key)
 	}
+	defer s.followers.Invalidate(e.Key)
 	err := s.rdb.SetArgs(ctx, s.prefix+e.Key, encode(e), redis.SetArgs{ExpireAt: e.ExpiresAt}).Err()
 	if err != nil {
 		return fmt.Errorf("redis set: %w", err)
@@ -140,6 +173,7 @@ return 1`)
 
 // Touch implements sessionstore.Store.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
+	defer s.followers.Invalidate(key)
 	hdr := make([]byte, 16)
 	binary.BigEndian.PutUint64(hdr, uint64(expiresAt.UnixMilli()))
 	binary.BigEndian.PutUint64(hdr[8:], uint64(seenAt.UnixMilli()))
@@ -226,6 +260,7 @@ func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry
 
 // Delete implements sessionstore.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.followers.Invalidate(key)
 	if err := s.rdb.Del(ctx, s.prefix+key).Err(); err != nil {
 		return fmt.Errorf("redis del: %w", err)
 	}
@@ -298,4 +333,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close implements sessionstore.Backend.
-func (s *Store) Close() error { return s.rdb.Close() }
+func (s *Store) Close() error {
+	var err error
+	if s.tracker != nil {
+		err = s.tracker.close()
+	}
+	return errors.Join(err, s.rdb.Close())
+}

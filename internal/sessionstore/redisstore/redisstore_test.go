@@ -14,18 +14,26 @@ import (
 	"github.com/example/oauth-sessions/internal/testservers"
 )
 
-// harness runs the suite over clients from newClient; every test gets its
-// own key prefix on the same server(s).
-func harness(newClient func() redis.UniversalClient, restart func(t testing.TB)) storetest.Harness {
+// harness runs the suite over clients made with opts, tracking
+// invalidations as the app does; every test gets its own key prefix on the
+// same server(s).
+func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest.Harness {
 	var n atomic.Int64
+	open := func(t *testing.T, prefix string) *redisstore.Store {
+		s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Tracking: opts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
 	h := storetest.Harness{
-		New: func(t *testing.T) sessionstore.Backend {
-			s, err := redisstore.New(redisstore.Options{Client: newClient(), KeyPrefix: fmt.Sprintf("test%d:", n.Add(1))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
+		New: func(t *testing.T) sessionstore.Backend { return open(t, fmt.Sprintf("test%d:", n.Add(1))) },
+		// Cluster invalidations come per shard; the store does not follow them.
+		Feed: !opts.IsClusterMode,
+		// Another app instance: its own clients, the same prefix.
+		Other: func(t *testing.T, s sessionstore.Backend) sessionstore.Store {
+			return open(t, s.(*redisstore.Store).KeyPrefix())
 		},
 	}
 	if restart != nil {
@@ -40,17 +48,13 @@ func harness(newClient func() redis.UniversalClient, restart func(t testing.TB))
 func TestConformanceSingle(t *testing.T) {
 	t.Parallel() // separate servers
 	srv := testservers.Redis(t)
-	storetest.Run(t, harness(func() redis.UniversalClient {
-		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}})
-	}, srv.Restart))
+	storetest.Run(t, harness(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, srv.Restart))
 }
 
 func TestConformanceSentinel(t *testing.T) {
 	t.Parallel() // separate servers
 	s := testservers.RedisSentinel(t)
-	storetest.Run(t, harness(func() redis.UniversalClient {
-		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{s.Sentinel.Addr}, MasterName: s.MasterName})
-	}, s.Master.Restart))
+	storetest.Run(t, harness(&redis.UniversalOptions{Addrs: []string{s.Sentinel.Addr}, MasterName: s.MasterName}, s.Master.Restart))
 }
 
 func TestConformanceCluster(t *testing.T) {
@@ -60,9 +64,7 @@ func TestConformanceCluster(t *testing.T) {
 	for _, n := range nodes {
 		addrs = append(addrs, n.Addr)
 	}
-	storetest.Run(t, harness(func() redis.UniversalClient {
-		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true})
-	}, func(t testing.TB) {
+	storetest.Run(t, harness(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true}, func(t testing.TB) {
 		for _, n := range nodes {
 			n.Restart(t)
 		}
@@ -71,7 +73,8 @@ func TestConformanceCluster(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	srv := testservers.Redis(b)
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{srv.Addr}}), KeyPrefix: "bench:"})
+	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
+	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "bench:", Tracking: opts})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,17 +84,18 @@ func BenchmarkStore(b *testing.B) {
 
 // TestSentinelFailover: the master dies for good; Sentinel promotes the
 // replica and the same client carries on, with the sessions it had.
+// It also follows the new master's invalidations.
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	d := testservers.RedisSentinel(t)
-	s, err := redisstore.New(redisstore.Options{
-		Client:    redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}),
-		KeyPrefix: "failover:",
-	})
+	opts := &redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}
+	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "failover:", Tracking: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	rec := &storetest.Recorder{}
+	s.Follow(rec)
 	ctx := t.Context()
 	if err := s.Save(ctx, sessionstore.Entry{Key: "before", Data: []byte("kept"), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
@@ -114,6 +118,69 @@ func TestSentinelFailover(t *testing.T) {
 	if e, found, err := s.Find(ctx, "after"); err != nil || !found || string(e.Data) != "new" {
 		t.Fatalf("after failover: %v %v %q", err, found, e.Data)
 	}
+	// Another instance writes on the new master: reported.
+	waitUntil(t, 30*time.Second, func() bool { return s.Synced(ctx) })
+	other := redis.NewClient(&redis.Options{Addr: d.Replica.Addr}) // promoted
+	defer other.Close()
+	rec.Reset()
+	if err := other.Del(ctx, "failover:after").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Second, func() bool { return rec.Saw("after") })
+}
+
+// TestTrackingRecovers: while Redis is away the store is not synced and
+// reports everything as changed; once back it follows again, and a FLUSHALL
+// (an invalidation without keys) flushes everything.
+func TestTrackingRecovers(t *testing.T) {
+	t.Parallel()
+	srv := testservers.Redis(t)
+	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
+	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "rec:", Tracking: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := &storetest.Recorder{}
+	s.Follow(rec)
+	ctx := t.Context()
+	waitUntil(t, 10*time.Second, func() bool { return s.Synced(ctx) })
+
+	srv.Stop(t)
+	waitUntil(t, 5*time.Second, func() bool { return !s.Synced(ctx) })
+	if !rec.Everything() {
+		t.Fatal("losing the connection did not report everything as changed")
+	}
+	srv.Start(t)
+	waitUntil(t, 10*time.Second, func() bool { return s.Synced(ctx) })
+
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer other.Close()
+	rec.Reset()
+	if err := other.Set(ctx, "rec:k", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Second, func() bool { return rec.Saw("k") })
+	rec.Reset()
+	if err := other.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Second, rec.Everything)
+	if !s.Synced(ctx) {
+		t.Fatal("a FLUSHALL left the store out of sync")
+	}
+	// Keys outside the prefix are not the store's.
+	rec.Reset()
+	if err := other.Set(ctx, "elsewhere:k", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Set(ctx, "rec:k2", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Second, func() bool { return rec.Saw("k2") })
+	if rec.Saw("elsewhere:k") || rec.Saw("k") {
+		t.Fatal("reported a key outside the store's prefix")
+	}
 }
 
 func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
@@ -123,6 +190,6 @@ func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %s", d)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"iter"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/example/oauth-sessions/internal/sessionstore"
@@ -46,6 +48,21 @@ type Store struct {
 	q              queries
 	opts           Options
 	stop, done     chan struct{}
+
+	// The change feed: writes by this process are reported as they happen;
+	// writes by other connections (the CLI, another process on the file)
+	// show as a new PRAGMA data_version on the writer connection, which
+	// does not count its own commits. writerConns tells a reopened writer
+	// connection (whose versions are not comparable) from the old one.
+	followers   sessionstore.Followers
+	writerConns atomic.Uint64
+	lastAsked   atomic.Int64 // Unix ns of the last Synced call
+	lastCheck   atomic.Int64 // Unix ns when the last successful check began
+	polling     atomic.Bool
+	wake        chan struct{}
+	pollDone    chan struct{}
+	version     int64 // as of the last check; only the poller touches these
+	versionConn uint64
 }
 
 type queries struct {
@@ -80,34 +97,30 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %q: %w", opts.Path, err)
 	}
-	writer, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		reader.Close()
-		return nil, fmt.Errorf("open sqlite store %q: %w", opts.Path, err)
-	}
+	s := &Store{opts: opts, stop: make(chan struct{}), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), pollDone: make(chan struct{})}
+	writer := sql.OpenDB(countingConnector{dsn: dsn, driver: reader.Driver(), opened: &s.writerConns})
 	writer.SetMaxOpenConns(1)
 	reader.SetMaxOpenConns(8)
 	reader.SetMaxIdleConns(8)
 	reader.SetConnMaxIdleTime(0)
 	t := opts.Table
-	s := &Store{
-		reader: reader, writer: writer, opts: opts,
-		stop: make(chan struct{}), done: make(chan struct{}),
-		q: queries{
-			find:    `SELECT owner, data, seen_at, expires_at FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
-			save:    `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
-			touch:   `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
-			del:     `DELETE FROM ` + t + ` WHERE key = ?`,
-			page:    `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
-			owner:   `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE owner = ? AND expires_at > ?`,
-			cleanup: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`,
-		},
+	s.reader, s.writer = reader, writer
+	s.q = queries{
+		find:    `SELECT owner, data, seen_at, expires_at FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
+		save:    `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+		touch:   `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
+		del:     `DELETE FROM ` + t + ` WHERE key = ?`,
+		page:    `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
+		owner:   `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE owner = ? AND expires_at > ?`,
+		cleanup: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`,
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
 	}
 	go s.cleanupLoop()
+	go s.pollChanges()
 	return s, nil
 }
 
@@ -186,6 +199,7 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 
 // Save implements sessionstore.Store.
 func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
+	defer s.followers.Invalidate(e.Key)
 	if _, err := s.writer.ExecContext(ctx, s.q.save, e.Key, e.Owner, e.Data, ms(e.SeenAt), ms(e.ExpiresAt)); err != nil {
 		return fmt.Errorf("sqlite save: %w", err)
 	}
@@ -194,6 +208,7 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 
 // Touch implements sessionstore.Store.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
+	defer s.followers.Invalidate(key)
 	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(seenAt), ms(expiresAt), key, ms(time.Now())); err != nil {
 		return fmt.Errorf("sqlite touch: %w", err)
 	}
@@ -202,6 +217,7 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 
 // Delete implements sessionstore.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.followers.Invalidate(key)
 	if _, err := s.writer.ExecContext(ctx, s.q.del, key); err != nil {
 		return fmt.Errorf("sqlite delete: %w", err)
 	}
@@ -264,6 +280,95 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]sessionstor
 	return out, nil
 }
 
+// Follow implements sessionstore.ChangeFeed. The periodic cleanup is not
+// reported: it only deletes rows that had expired, which no reader accepts.
+func (s *Store) Follow(inv sessionstore.Invalidator) { s.followers.Add(inv) }
+
+// How the change feed polls: while requests ask, the writer connection's
+// PRAGMA data_version is read every pollEvery; a cache may trust the feed
+// only if a check began less than staleAfter ago, which bounds how late a
+// write made elsewhere (the CLI, another process on the file) is seen. A
+// check is a microsecond-scale query; asking it on every request instead
+// would serialise all requests on the single writer connection and halve
+// throughput (measured: docs/benchmarks.md).
+const (
+	pollEvery  = time.Millisecond
+	staleAfter = 10 * time.Millisecond
+	idleAfter  = time.Second // no request asked for this long: stop polling
+)
+
+// Synced implements sessionstore.ChangeFeed: true when a check that began
+// at most staleAfter ago found nothing new (or flushed what it found).
+func (s *Store) Synced(context.Context) bool {
+	now := time.Now().UnixNano()
+	s.lastAsked.Store(now)
+	if s.polling.CompareAndSwap(false, true) {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return now-s.lastCheck.Load() <= int64(staleAfter)
+}
+
+// pollChanges runs the checks while requests ask, and sleeps otherwise.
+func (s *Store) pollChanges() {
+	defer close(s.pollDone)
+	for {
+		if time.Since(time.Unix(0, s.lastAsked.Load())) > idleAfter {
+			s.polling.Store(false)
+			select {
+			case <-s.stop:
+				return
+			case <-s.wake:
+			}
+		}
+		start := time.Now()
+		if s.checkVersion() {
+			s.lastCheck.Store(start.UnixNano())
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// checkVersion reads data_version and, if it moved, reports everything as
+// changed before returning (so before the check counts as done).
+func (s *Store) checkVersion() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var v int64
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+		return false
+	}
+	conn := s.writerConns.Load() // read after the query: counts the connection it ran on
+	if v != s.version || conn != s.versionConn {
+		s.version, s.versionConn = v, conn
+		s.followers.InvalidateAll()
+	}
+	return true
+}
+
+// countingConnector opens writer connections and counts them.
+type countingConnector struct {
+	dsn    string
+	driver driver.Driver
+	opened *atomic.Uint64
+}
+
+func (c countingConnector) Connect(context.Context) (driver.Conn, error) {
+	conn, err := c.driver.Open(c.dsn)
+	if err == nil {
+		c.opened.Add(1)
+	}
+	return conn, err
+}
+
+func (c countingConnector) Driver() driver.Driver { return c.driver }
+
 // DeleteExpired removes expired rows in batches and returns how many went.
 func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	var total int64
@@ -303,6 +408,7 @@ func (s *Store) Close() error {
 		close(s.stop)
 	}
 	<-s.done
+	<-s.pollDone
 	return s.closeDBs()
 }
 

@@ -37,6 +37,11 @@ func TestConformance(t *testing.T) {
 			}
 			return open(t, sqlitestore.Options{Path: path, Table: "sessions"})
 		},
+		Feed: true,
+		// Another process on the same file (the CLI, a second server).
+		Other: func(t *testing.T, s sessionstore.Backend) sessionstore.Store {
+			return open(t, sqlitestore.Options{Path: s.(*sqlitestore.Store).Path(), Table: "sessions"})
+		},
 	})
 }
 

@@ -64,24 +64,42 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 			i++
 		}
 	})
-	b.Run("SessionLoad", func(b *testing.B) {
-		codec, _ := sessionstore.NewCodec([]string{"bench-secret-0123456789abcdef0123456789"}, 3600)
-		g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute})
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		w := httptest.NewRecorder()
-		sess := g.Fresh(r, "sid")
-		sess.Values["user"] = map[string]string{"id": "dev|ada", "email": "ada@example.com", "name": "Ada Lovelace", "provider": "google"}
-		if err := sess.Save(r, w); err != nil {
-			b.Fatal(err)
-		}
-		cookie := w.Result().Cookies()[0]
-		b.ReportAllocs()
-		for b.Loop() {
-			r := httptest.NewRequest(http.MethodGet, "/", nil)
-			r.AddCookie(cookie)
-			if s, err := g.New(r, "sid"); err != nil || s.IsNew {
-				b.Fatal("session not loaded", err)
+	b.Run("SessionLoad", func(b *testing.B) { benchLoad(b, s, nil) })
+	if feed, ok := s.(sessionstore.ChangeFeed); ok {
+		// The same with the app's session cache: what a request pays when
+		// its session was checked before and nobody has written it since.
+		b.Run("SessionLoadCached", func(b *testing.B) {
+			cache := sessionstore.NewCache(feed, 100)
+			deadline := time.Now().Add(10 * time.Second)
+			for !feed.Synced(b.Context()) {
+				if time.Now().After(deadline) {
+					b.Fatal("change feed not synced")
+				}
+				time.Sleep(time.Millisecond)
 			}
+			benchLoad(b, s, cache)
+		})
+	}
+}
+
+// benchLoad measures the whole per-request work of the session layer.
+func benchLoad(b *testing.B, s sessionstore.Store, cache *sessionstore.Cache) {
+	codec, _ := sessionstore.NewCodec([]string{"bench-secret-0123456789abcdef0123456789"}, 3600)
+	g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute, Cache: cache})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	sess := g.Fresh(r, "sid")
+	sess.Values["user"] = map[string]string{"id": "dev|ada", "email": "ada@example.com", "name": "Ada Lovelace", "provider": "google"}
+	if err := sess.Save(r, w); err != nil {
+		b.Fatal(err)
+	}
+	cookie := w.Result().Cookies()[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(cookie)
+		if s, err := g.New(r, "sid"); err != nil || s.IsNew {
+			b.Fatal("session not loaded", err)
 		}
-	})
+	}
 }

@@ -28,6 +28,13 @@ type Harness struct {
 	// embedded store, closes and reopens it) and returns the store to use
 	// afterwards. Records saved before must still be there.
 	Restart func(t *testing.T, s sessionstore.Backend) sessionstore.Backend
+	// Feed says the store is a sessionstore.ChangeFeed the app caches
+	// sessions over; the suite then checks that it reports every write.
+	Feed bool
+	// Other, when set, returns a second handle on the same records, as
+	// another app instance or the CLI has (its own client or connections).
+	// Writes through it must reach the first handle's followers.
+	Other func(t *testing.T, s sessionstore.Backend) sessionstore.Store
 }
 
 // Run runs the whole suite.
@@ -49,6 +56,8 @@ func Run(t *testing.T, h Harness) {
 		{"ByOwner", testByOwner},
 		{"SaveMany", testSaveMany},
 		{"Lifetimes", testLifetimes},
+		{"ChangeFeed", testChangeFeed},
+		{"CachedSessions", testCachedSessions},
 		{"Restart", testRestart},
 	}
 	for _, tc := range tests {
@@ -434,5 +443,201 @@ func testLifetimes(t *testing.T, h Harness) {
 	time.Sleep(1000 * time.Millisecond) // 1.7s: past the absolute 1.5s, though touched
 	if alive(g, c) {
 		t.Fatal("activity extended the absolute lifetime")
+	}
+}
+
+// Recorder is an Invalidator that remembers what it was told.
+type Recorder struct {
+	mu   sync.Mutex
+	keys map[string]bool
+	all  int
+}
+
+// Invalidate implements sessionstore.Invalidator.
+func (r *Recorder) Invalidate(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = map[string]bool{}
+	}
+	r.keys[key] = true
+}
+
+// InvalidateAll implements sessionstore.Invalidator.
+func (r *Recorder) InvalidateAll() {
+	r.mu.Lock()
+	r.all++
+	r.mu.Unlock()
+}
+
+// Saw reports whether key was invalidated since Reset.
+func (r *Recorder) Saw(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[key]
+}
+
+// Everything reports whether everything was invalidated since Reset.
+func (r *Recorder) Everything() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.all > 0
+}
+
+// SawOrAll reports whether key, or everything, was invalidated since Reset.
+func (r *Recorder) SawOrAll(key string) bool { return r.Saw(key) || r.Everything() }
+
+// Reset forgets what was reported.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	r.keys, r.all = nil, 0
+	r.mu.Unlock()
+}
+
+// waitSynced waits until the feed vouches for its followers (Redis
+// subscribes in the background; SQLite starts polling when first asked).
+func waitSynced(t *testing.T, feed sessionstore.ChangeFeed) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !feed.Synced(t.Context()) {
+		if time.Now().After(deadline) {
+			t.Fatal("change feed not synced within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// testChangeFeed checks what makes caching safe: the store's own writes
+// are reported before they return, and writes through another handle (the
+// same records from another instance) are reported soon after.
+func testChangeFeed(t *testing.T, h Harness) {
+	if !h.Feed {
+		t.Log("store does not report writes made elsewhere: the app reads it on every request")
+		return
+	}
+	s := h.New(t)
+	feed, ok := s.(sessionstore.ChangeFeed)
+	if !ok {
+		t.Fatalf("%T does not implement sessionstore.ChangeFeed", s)
+	}
+	rec := &Recorder{}
+	feed.Follow(rec)
+	waitSynced(t, feed)
+	exp := time.Now().Add(time.Hour)
+	writes := func(st sessionstore.Store, key string) []struct {
+		name string
+		do   func() error
+	} {
+		return []struct {
+			name string
+			do   func() error
+		}{
+			{"save", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("v"), ExpiresAt: exp}) }},
+			{"overwrite", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("w"), ExpiresAt: exp}) }},
+			{"touch", func() error { return st.Touch(ctx(t), key, time.Now(), exp.Add(time.Minute)) }},
+			{"delete", func() error { return st.Delete(ctx(t), key) }},
+		}
+	}
+	for _, w := range writes(s, "own") {
+		rec.Reset()
+		if err := w.do(); err != nil {
+			t.Fatal(err)
+		}
+		if !rec.SawOrAll("own") {
+			t.Fatalf("own %s was not reported before it returned", w.name)
+		}
+	}
+	if h.Other == nil {
+		t.Log("no second handle on this store's records: only its own writes exist")
+		return
+	}
+	o := h.Other(t, s)
+	var worst time.Duration
+	for _, w := range writes(o, "theirs") {
+		waitSynced(t, feed)
+		rec.Reset()
+		if err := w.do(); err != nil {
+			t.Fatal(err)
+		}
+		done := time.Now()
+		for !rec.SawOrAll("theirs") {
+			feed.Synced(ctx(t)) // stores that poll learn of changes when asked
+			if time.Since(done) > 2*time.Second {
+				t.Fatalf("%s through another handle not reported within 2s", w.name)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		worst = max(worst, time.Since(done))
+	}
+	t.Logf("writes through another handle reported within %s", worst)
+}
+
+// testCachedSessions runs the app's session layer with its cache over the
+// store: repeated checks are answered from memory, and a session deleted
+// through another handle (a sign-out on another instance, a revoke from
+// the CLI) stops being served.
+func testCachedSessions(t *testing.T, h Harness) {
+	if !h.Feed {
+		t.Log("store does not report writes made elsewhere: the app does not cache its sessions")
+		return
+	}
+	s := h.New(t)
+	cache := sessionstore.NewCache(s.(sessionstore.ChangeFeed), 100)
+	waitSynced(t, s.(sessionstore.ChangeFeed))
+	codec, err := sessionstore.NewCodec([]string{"cache-secret-0123456789abcdef0123456789"}, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute, Cache: cache})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	sess := g.Fresh(r, "sid")
+	sess.Values["user"] = "ada"
+	if err := sess.Save(r, w); err != nil {
+		t.Fatal(err)
+	}
+	cookie, key := w.Result().Cookies()[0], sessionstore.KeyOf(sess)
+	load := func() (string, bool) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(cookie)
+		sess, err := g.New(r, "sid")
+		if err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		u, _ := sessionstore.Value[string](sess, "user")
+		return u, !sess.IsNew
+	}
+	before := cache.Stats().Hits
+	for range 50 {
+		if u, ok := load(); !ok || u != "ada" {
+			t.Fatalf("load = %q, %v; want ada", u, ok)
+		}
+	}
+	if hits := cache.Stats().Hits - before; hits < 40 {
+		t.Fatalf("%d of 50 repeated loads answered from the cache, want most", hits)
+	}
+
+	var other sessionstore.Store = s
+	if h.Other != nil {
+		other = h.Other(t, s)
+	}
+	if err := other.Delete(ctx(t), key); err != nil {
+		t.Fatal(err)
+	}
+	done := time.Now()
+	for {
+		if _, ok := load(); !ok {
+			break
+		}
+		if time.Since(done) > 2*time.Second {
+			t.Fatal("session deleted elsewhere still served from the cache after 2s")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	t.Logf("deleted session stopped being served after %s", time.Since(done))
+	for range 20 {
+		if _, ok := load(); ok {
+			t.Fatal("deleted session came back")
+		}
 	}
 }
