@@ -193,3 +193,47 @@ func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTrackingWithLeastPrivilege: the ACL the README documents for the
+// invalidation connection is enough; without it the store reads Redis on
+// every request (never synced) and keeps working.
+func TestTrackingWithLeastPrivilege(t *testing.T) {
+	t.Parallel()
+	srv := testservers.Redis(t)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	ctx := t.Context()
+	data := []any{"~acl:*", "+@read", "+@write", "+@scripting", "+auth", "+hello"}
+	for user, extra := range map[string][]any{
+		"tracker": {"resetchannels", "&__redis__:invalidate", "+client|id", "+client|tracking", "+role", "+subscribe", "+ping"},
+		"plain":   {"resetchannels", "-client", "-subscribe"},
+	} {
+		args := append([]any{"ACL", "SETUSER", user, "reset", "on", ">pw"}, append(data, extra...)...)
+		if err := admin.Do(ctx, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(user string) *redisstore.Store {
+		opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}, Username: user, Password: "pw"}
+		s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "acl:", Tracking: opts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	tracker := open("tracker")
+	waitUntil(t, 10*time.Second, func() bool { return tracker.Synced(ctx) })
+
+	plain := open("plain")
+	time.Sleep(500 * time.Millisecond)
+	if plain.Synced(ctx) {
+		t.Fatal("synced without the permission to track")
+	}
+	if err := plain.Save(ctx, sessionstore.Entry{Key: "k", Data: []byte("v"), ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := plain.Find(ctx, "k"); err != nil || !found {
+		t.Fatalf("store without tracking: find = %v, %v", found, err)
+	}
+}

@@ -48,7 +48,6 @@ func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessio
 	// RESP2: the invalidations then arrive as ordinary Pub/Sub messages on
 	// the subscribed connection itself (REDIRECT to its own ID).
 	o.Protocol = 2
-	o.ClientName = "oauth-sessions-tracking"
 	o.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 		role, err := cn.Do(ctx, "ROLE").Slice()
 		if err != nil {
