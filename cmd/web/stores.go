@@ -41,7 +41,7 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (se
 			"db", opts.DB, "tls", opts.TLSConfig != nil, "keyPrefix", cfg.Redis.KeyPrefix)
 		redis.SetLogger(redisLogger{logger}) // go-redis logs through a package-level hook
 		var tracking *redis.UniversalOptions
-		if cfg.SessionCacheSize > 0 {
+		if cfg.SessionCacheSize > 0 && mode != "cluster" { // see openCache
 			tracking = opts
 		}
 		return redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: cfg.Redis.KeyPrefix,
@@ -74,6 +74,9 @@ func openCache(cfg *config.Config, backend sessionstore.Backend, logger *slog.Lo
 		return nil
 	case !ok:
 		logger.Info("Session cache off", "reason", "the "+cfg.SessionStore+" store does not report writes made elsewhere")
+		return nil
+	case cfg.SessionStore == config.StoreRedis && len(cfg.Redis.ClusterAddrs) > 0:
+		logger.Info("Session cache off", "reason", "Redis Cluster sends invalidations per shard, which the store does not follow")
 		return nil
 	}
 	logger.Info("Session cache on", "size", cfg.SessionCacheSize, "storeType", cfg.SessionStore)

@@ -3,6 +3,7 @@ package sessionstore
 import (
 	"context"
 	"encoding/json"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,13 +12,15 @@ import (
 // Cache remembers sessions this process has validated, so that a request
 // whose cookie it has already seen skips the HMAC check, the store read, the
 // AES-GCM open and the JSON decode: on the hot path a session check costs a
-// map lookup (plus, for SQLite, one PRAGMA).
+// map lookup under a read lock and the feed's Synced (an atomic read).
 //
 // It stays correct because it trusts nothing the backend's ChangeFeed cannot
 // vouch for: every write by anyone — this process, another instance, the
 // CLI, the server's own expiry — drops the affected entries, and while the
 // feed is out of touch (Redis disconnected) the cache serves nothing.
-// Expiry and the idle timeout are checked on every hit.
+// Expiry and the idle timeout are checked on every hit. A touch is a write
+// like any other: its report drops the entry, and the next request reads
+// the store again (once per TouchAfter per session).
 type Cache struct {
 	feed ChangeFeed
 	max  int
@@ -31,6 +34,7 @@ type Cache struct {
 	// of everything happened since the read began.
 	all     atomic.Uint64
 	stripes [64]atomic.Uint64
+	seed    maphash.Seed
 
 	hits, misses, invalidations atomic.Uint64
 }
@@ -73,17 +77,12 @@ type ticket struct {
 
 // NewCache returns a cache of at most size sessions that follows feed.
 func NewCache(feed ChangeFeed, size int) *Cache {
-	c := &Cache{feed: feed, max: max(size, 1), byCookie: map[cookieRef]*cached{}, byKey: map[string][]cookieRef{}}
+	c := &Cache{feed: feed, max: max(size, 1), byCookie: map[cookieRef]*cached{}, byKey: map[string][]cookieRef{}, seed: maphash.MakeSeed()}
 	feed.Follow(c)
 	return c
 }
 
-func stripeOf(key string) int {
-	if key == "" {
-		return 0
-	}
-	return int(key[len(key)-1]) % 64
-}
+func (c *Cache) stripeOf(key string) int { return int(maphash.String(c.seed, key) % 64) }
 
 // lookup returns the entry for a cookie, or a ticket to store what the
 // caller is about to read.
@@ -106,7 +105,7 @@ func (c *Cache) lookup(ctx context.Context, ref cookieRef) (*cached, ticket) {
 // stripeTicket completes t once the store key is known (after the cookie
 // was verified), before the store is read.
 func (c *Cache) stripeTicket(t ticket, key string) ticket {
-	t.stripe = c.stripes[stripeOf(key)].Load()
+	t.stripe = c.stripes[c.stripeOf(key)].Load()
 	return t
 }
 
@@ -120,7 +119,7 @@ func (c *Cache) store(ref cookieRef, e *cached, t ticket) {
 	// Checked under the lock: Invalidate bumps the generation before it
 	// takes the lock, so a racing invalidation is seen here or finds the
 	// entry to delete.
-	if c.all.Load() != t.all || c.stripes[stripeOf(e.key)].Load() != t.stripe {
+	if c.all.Load() != t.all || c.stripes[c.stripeOf(e.key)].Load() != t.stripe {
 		return
 	}
 	if _, ok := c.byCookie[ref]; !ok && len(c.byCookie) >= c.max {
@@ -136,16 +135,6 @@ func (c *Cache) store(ref cookieRef, e *cached, t ticket) {
 		c.byKey[e.key] = append(c.byKey[e.key], ref)
 	}
 	c.byCookie[ref] = e
-}
-
-// replace swaps old for e if old is still the entry for ref (a touch
-// updated it); an invalidation in between wins.
-func (c *Cache) replace(ref cookieRef, old, e *cached) {
-	c.mu.Lock()
-	if c.byCookie[ref] == old {
-		c.byCookie[ref] = e
-	}
-	c.mu.Unlock()
 }
 
 func (c *Cache) removeLocked(ref cookieRef) {
@@ -171,7 +160,7 @@ func (c *Cache) removeLocked(ref cookieRef) {
 // Invalidate implements Invalidator.
 func (c *Cache) Invalidate(key string) {
 	c.invalidations.Add(1)
-	c.stripes[stripeOf(key)].Add(1)
+	c.stripes[c.stripeOf(key)].Add(1)
 	c.mu.Lock()
 	for _, ref := range c.byKey[key] {
 		delete(c.byCookie, ref)

@@ -117,9 +117,7 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 		if hit != nil {
 			if now.Before(hit.rec.ExpiresAt) && now.Before(hit.storeExp) {
 				g.fill(s, st, hit)
-				if g.touch(ctx, hit.key, st, now) {
-					g.opts.Cache.replace(ref, hit, hit.touched(now, g.storeExpiry(hit.rec.ExpiresAt, now)))
-				}
+				g.touch(ctx, hit.key, st, now) // when due; its report drops the entry
 				return s, nil
 			}
 			// Expired since it was cached: forget it and let the store say so.
@@ -153,10 +151,8 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 	}
 	e := newCached(token, key, rec, entry)
 	g.fill(s, st, e)
-	if g.touch(ctx, key, st, now) {
-		e = e.touched(now, g.storeExpiry(rec.ExpiresAt, now))
-	}
-	if g.opts.Cache != nil {
+	if !g.touch(ctx, key, st, now) && g.opts.Cache != nil {
+		// (After a touch the entry's times are stale: the next request reads.)
 		g.opts.Cache.store(ref, e, tk)
 	}
 	return s, nil
@@ -172,13 +168,6 @@ func (g *GorillaStore) fill(s *sessions.Session, st *state, e *cached) {
 	st.loaded = e.loaded
 	s.ID = e.token
 	s.IsNew = false
-}
-
-// touched returns a copy of e as it is after a touch at now.
-func (e *cached) touched(now, storeExp time.Time) *cached {
-	t := *e
-	t.seenAt, t.storeExp = now, storeExp
-	return &t
 }
 
 // touch records the visit and pushes the idle deadline forward, lazily: at

@@ -127,10 +127,12 @@ type ChangeFeed interface {
 	// elsewhere as soon as it learns of them.
 	Follow(inv Invalidator)
 	// Synced reports whether every write finished before the call has been
-	// reported to the followers (delivering pending reports first if the
-	// backend learns of them by asking). False means the backend cannot
-	// vouch for that right now — disconnected, or not set up — and nothing
-	// cached may be trusted.
+	// reported to the followers, give or take the backend's documented
+	// delay for writes made elsewhere (SQLite: 10 ms; Redis: the time the
+	// server takes to push them). False means the backend cannot vouch for
+	// that right now — disconnected, silent, or not set up — and nothing
+	// cached may be trusted; when it comes back it has reported (or
+	// flushed) whatever it missed.
 	Synced(ctx context.Context) bool
 }
 

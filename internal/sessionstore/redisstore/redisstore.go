@@ -71,9 +71,10 @@ func New(opts Options) (*Store, error) {
 func (s *Store) Follow(inv sessionstore.Invalidator) { s.followers.Add(inv) }
 
 // Synced implements sessionstore.ChangeFeed: true while the invalidation
-// connection is subscribed. Redis pushes each invalidation to it while
-// executing the write, so it arrives with the writer's own reply.
-func (s *Store) Synced(context.Context) bool { return s.tracker != nil && s.tracker.synced.Load() }
+// connection is subscribed (on the current master) and has been heard from
+// within the last 300 ms. Redis sends each invalidation at the end of the
+// event-loop iteration that ran the write.
+func (s *Store) Synced(context.Context) bool { return s.tracker != nil && s.tracker.Synced() }
 
 const header = 18 // expiry (8), seen (8), owner length (2)
 

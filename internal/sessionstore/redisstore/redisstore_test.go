@@ -237,3 +237,78 @@ func TestTrackingWithLeastPrivilege(t *testing.T) {
 		t.Fatalf("store without tracking: find = %v, %v", found, err)
 	}
 }
+
+// TestTrackingMovesWithTheMaster: a manual failover leaves the old master
+// running (as a replica). The invalidation stream must move to the new
+// master, or writes there would never reach the cache.
+func TestTrackingMovesWithTheMaster(t *testing.T) {
+	t.Parallel()
+	d := testservers.RedisSentinel(t)
+	opts := &redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}
+	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "move:", Tracking: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := &storetest.Recorder{}
+	s.Follow(rec)
+	ctx := t.Context()
+	waitUntil(t, 10*time.Second, func() bool { return s.Synced(ctx) })
+
+	sentinel := redis.NewSentinelClient(&redis.Options{Addr: d.Sentinel.Addr})
+	defer sentinel.Close()
+	// The replica must be in sync before Sentinel agrees to fail over.
+	waitUntil(t, 20*time.Second, func() bool { return sentinel.Failover(ctx, d.MasterName).Err() == nil })
+	waitUntil(t, 20*time.Second, func() bool {
+		addr, err := sentinel.GetMasterAddrByName(ctx, d.MasterName).Result()
+		return err == nil && len(addr) == 2 && addr[0]+":"+addr[1] == d.Replica.Addr
+	})
+	newMaster := redis.NewClient(&redis.Options{Addr: d.Replica.Addr})
+	defer newMaster.Close()
+	waitUntil(t, 20*time.Second, func() bool {
+		role, err := newMaster.Do(ctx, "ROLE").Slice()
+		return err == nil && len(role) > 0 && role[0] == "master"
+	})
+	// Write on the new master until the store reports it (the tracker may
+	// still be moving); it must within a few seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for !rec.Saw("k") {
+		if time.Now().After(deadline) {
+			t.Fatal("writes on the new master never reached the store's followers")
+		}
+		if s.Synced(ctx) {
+			if err := newMaster.Set(ctx, "move:k", "v", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTrackingDistrustsASilentConnection: a server that stops answering
+// (here: CLIENT PAUSE) is not trusted past the liveness bound, and is
+// trusted again once it answers.
+func TestTrackingDistrustsASilentConnection(t *testing.T) {
+	t.Parallel()
+	srv := testservers.Redis(t)
+	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
+	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "quiet:", Tracking: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	waitUntil(t, 10*time.Second, func() bool { return s.Synced(ctx) })
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", 3000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	waitUntil(t, 2*time.Second, func() bool { return !s.Synced(ctx) })
+	t.Logf("not trusted %s after the server went silent", time.Since(paused).Round(time.Millisecond))
+	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, func() bool { return s.Synced(ctx) })
+}

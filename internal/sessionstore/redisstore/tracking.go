@@ -19,6 +19,19 @@ import (
 // connection that redirects tracking to itself over RESP2.
 const invalidateChannel = "__redis__:invalidate"
 
+// The tracker's liveness: the connection is pinged after pingAfter of
+// silence, declared dead when a ping goes unanswered as long again, and
+// trusted only while something (a message or a pong) arrived within
+// trustFor. A connection that dies without a reset (a cable, a firewall)
+// therefore stops being trusted within trustFor, not at the next TCP
+// timeout. With Sentinel the current master is checked every masterCheck.
+const (
+	pingAfter     = 100 * time.Millisecond
+	trustFor      = 300 * time.Millisecond
+	subscribeWait = 5 * time.Second
+	masterCheck   = time.Second
+)
+
 // tracker keeps one connection that receives Redis's invalidation messages
 // for every key under the store's prefix (server-assisted client-side
 // caching, CLIENT TRACKING in broadcast mode), and reports them to the
@@ -26,24 +39,33 @@ const invalidateChannel = "__redis__:invalidate"
 // instances, the CLI, redis-cli — and the server's own expiry and eviction.
 //
 // Between connecting and the subscription being confirmed, and whenever the
-// connection fails or stops answering pings, invalidations may be lost:
-// the tracker then reports everything as changed and says it is not synced
-// until a new subscription is confirmed.
+// connection fails, goes silent or turns out not to be on the master,
+// invalidations may be lost: the tracker then reports everything as
+// changed and says it is not synced until a new subscription is confirmed.
 type tracker struct {
 	rdb       redis.UniversalClient
 	prefix    string
 	followers *sessionstore.Followers
 	logger    *slog.Logger
-	synced    atomic.Bool
 	cancel    context.CancelFunc
 	done      chan struct{}
+
+	synced    atomic.Bool
+	epoch     time.Time    // monotonic base for lastHeard
+	lastHeard atomic.Int64 // ns since epoch when the connection last spoke
+
+	// With Sentinel: who to ask for the current master, and the master
+	// the current subscription is on.
+	sentinels []*redis.SentinelClient
+	master    string
+	followed  atomic.Pointer[string]
+	current   atomic.Pointer[redis.PubSub]
 }
 
-// pingAfter is how long the connection may be silent before the tracker
-// pings it; a ping unanswered for as long again means the connection is dead.
-const pingAfter = time.Second
-
 func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessionstore.Followers, logger *slog.Logger) *tracker {
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &tracker{prefix: prefix, followers: followers, logger: logger, cancel: cancel,
+		done: make(chan struct{}), epoch: time.Now(), master: opts.MasterName}
 	o := *opts
 	// RESP2: the invalidations then arrive as ordinary Pub/Sub messages on
 	// the subscribed connection itself (REDIRECT to its own ID).
@@ -58,7 +80,7 @@ func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessio
 			return nil // go-redis runs this hook on its Sentinel connections too
 		case len(role) == 0 || role[0] != "master":
 			// A demoted master no longer sees the writes; Sentinel's
-			// dialer will find the new one on the next attempt.
+			// dialer finds the new one on the next attempt.
 			return fmt.Errorf("redis tracking: %v is not a master", role)
 		}
 		id, err := cn.ClientID(ctx).Result()
@@ -74,12 +96,29 @@ func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessio
 		}
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t := &tracker{rdb: redis.NewUniversalClient(&o), prefix: prefix, followers: followers, logger: logger,
-		cancel: cancel, done: make(chan struct{})}
+	if t.master != "" {
+		// go-redis moves its command connections after a failover, not its
+		// Pub/Sub ones: the tracker checks for itself (see watchMaster).
+		for _, addr := range opts.Addrs {
+			t.sentinels = append(t.sentinels, redis.NewSentinelClient(&redis.Options{
+				Addr: addr, Username: opts.SentinelUsername, Password: opts.SentinelPassword,
+				TLSConfig: opts.TLSConfig, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+			}))
+		}
+		go t.watchMaster(ctx)
+	}
+	t.rdb = redis.NewUniversalClient(&o)
 	go t.run(ctx)
 	return t
 }
+
+// Synced reports whether the tracker is subscribed and heard from its
+// connection within trustFor.
+func (t *tracker) Synced() bool {
+	return t.synced.Load() && time.Since(t.epoch)-time.Duration(t.lastHeard.Load()) <= trustFor
+}
+
+func (t *tracker) heard() { t.lastHeard.Store(int64(time.Since(t.epoch))) }
 
 func (t *tracker) run(ctx context.Context) {
 	defer close(t.done)
@@ -117,14 +156,22 @@ func (t *tracker) lost() {
 
 // follow runs one subscription until it fails.
 func (t *tracker) follow(ctx context.Context) error {
+	// With Sentinel, the master before subscribing and after the
+	// confirmation must be the same one: then it is the one dialled.
+	before, _ := t.currentMaster(ctx)
 	ps := t.rdb.Subscribe(ctx, invalidateChannel)
 	defer ps.Close()
+	t.current.Store(ps)
 	// go-redis reads do not watch the context: closing the subscription is
 	// what interrupts one when the store closes.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
+	began := time.Now()
 	pinged := false
 	for ctx.Err() == nil {
+		if !t.synced.Load() && time.Since(began) > subscribeWait {
+			return errors.New("subscription not confirmed in time")
+		}
 		msg, err := ps.ReceiveTimeout(ctx, pingAfter)
 		if err != nil {
 			var ne net.Error
@@ -137,15 +184,23 @@ func (t *tracker) follow(ctx context.Context) error {
 			}
 			if strings.Contains(err.Error(), "unsupported pubsub message payload: <nil>") {
 				// A null key list: the database was flushed.
+				t.heard()
 				t.followers.InvalidateAll()
 				continue
 			}
 			return err
 		}
 		pinged = false
+		t.heard()
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == invalidateChannel {
+				if after, ok := t.currentMaster(ctx); ok {
+					if after != before {
+						return fmt.Errorf("redis master moved from %s to %s while subscribing", before, after)
+					}
+					t.followed.Store(&after)
+				}
 				// Anything cached before this point may have missed an
 				// invalidation; from here on none is missed.
 				t.followers.InvalidateAll()
@@ -170,9 +225,51 @@ func (t *tracker) follow(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// currentMaster asks the sentinels, in turn, for the master's address.
+func (t *tracker) currentMaster(ctx context.Context) (string, bool) {
+	for _, s := range t.sentinels {
+		addr, err := s.GetMasterAddrByName(ctx, t.master).Result()
+		if err == nil && len(addr) == 2 {
+			return net.JoinHostPort(addr[0], addr[1]), true
+		}
+	}
+	return "", false
+}
+
+// watchMaster asks the sentinels for the current master every masterCheck
+// and drops the subscription when it is on another one: after a failover
+// the old master may live on (demoted, or cut off from the sentinels) and
+// would never see the new master's writes.
+func (t *tracker) watchMaster(ctx context.Context) {
+	tick := time.NewTicker(masterCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		followed := t.followed.Load()
+		if followed == nil || !t.synced.Load() {
+			continue
+		}
+		if master, ok := t.currentMaster(ctx); ok && master != *followed {
+			t.logger.Warn("Redis master moved: following invalidations on the new master", "was", *followed, "now", master)
+			t.synced.Store(false)
+			if ps := t.current.Load(); ps != nil {
+				ps.Close() // the follow loop sees the error and starts over
+			}
+		}
+	}
+}
+
 func (t *tracker) close() error {
 	t.cancel()
 	<-t.done
 	t.synced.Store(false)
-	return t.rdb.Close()
+	var errs []error
+	for _, s := range t.sentinels {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(append(errs, t.rdb.Close())...)
 }

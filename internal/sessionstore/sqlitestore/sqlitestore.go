@@ -56,8 +56,9 @@ type Store struct {
 	// connection (whose versions are not comparable) from the old one.
 	followers   sessionstore.Followers
 	writerConns atomic.Uint64
-	lastAsked   atomic.Int64 // Unix ns of the last Synced call
-	lastCheck   atomic.Int64 // Unix ns when the last successful check began
+	epoch       time.Time    // monotonic base of the two below (the wall clock may step)
+	lastAsked   atomic.Int64 // ns since epoch of the last Synced call
+	lastCheck   atomic.Int64 // ns since epoch when the last successful check began
 	polling     atomic.Bool
 	wake        chan struct{}
 	pollDone    chan struct{}
@@ -98,7 +99,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite store %q: %w", opts.Path, err)
 	}
 	s := &Store{opts: opts, stop: make(chan struct{}), done: make(chan struct{}),
-		wake: make(chan struct{}, 1), pollDone: make(chan struct{})}
+		wake: make(chan struct{}, 1), pollDone: make(chan struct{}), epoch: time.Now()}
 	writer := sql.OpenDB(countingConnector{dsn: dsn, driver: reader.Driver(), opened: &s.writerConns})
 	writer.SetMaxOpenConns(1)
 	reader.SetMaxOpenConns(8)
@@ -300,7 +301,7 @@ const (
 // Synced implements sessionstore.ChangeFeed: true when a check that began
 // at most staleAfter ago found nothing new (or flushed what it found).
 func (s *Store) Synced(context.Context) bool {
-	now := time.Now().UnixNano()
+	now := int64(time.Since(s.epoch))
 	s.lastAsked.Store(now)
 	if s.polling.CompareAndSwap(false, true) {
 		select {
@@ -315,7 +316,7 @@ func (s *Store) Synced(context.Context) bool {
 func (s *Store) pollChanges() {
 	defer close(s.pollDone)
 	for {
-		if time.Since(time.Unix(0, s.lastAsked.Load())) > idleAfter {
+		if time.Since(s.epoch)-time.Duration(s.lastAsked.Load()) > idleAfter {
 			s.polling.Store(false)
 			select {
 			case <-s.stop:
@@ -323,9 +324,9 @@ func (s *Store) pollChanges() {
 			case <-s.wake:
 			}
 		}
-		start := time.Now()
+		start := int64(time.Since(s.epoch))
 		if s.checkVersion() {
-			s.lastCheck.Store(start.UnixNano())
+			s.lastCheck.Store(start)
 		}
 		select {
 		case <-s.stop:
@@ -341,11 +342,17 @@ func (s *Store) checkVersion() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	var v int64
+	conn := s.writerConns.Load()
 	if err := s.writer.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
 		return false
 	}
-	conn := s.writerConns.Load() // read after the query: counts the connection it ran on
-	if v != s.version || conn != s.versionConn {
+	// A connection opened around the query may be the one it ran on, and
+	// versions of different connections are not comparable: flush now, and
+	// record no connection so that the next check flushes again.
+	if s.writerConns.Load() != conn {
+		conn = 0
+	}
+	if v != s.version || conn != s.versionConn || conn == 0 {
 		s.version, s.versionConn = v, conn
 		s.followers.InvalidateAll()
 	}
