@@ -447,7 +447,7 @@ func invalidation(t *testing.T, rep *report, bin string, redisSrv *testservers.P
 	row("sqlite", "delete by another process on the file", p50, p99, worst, stale)
 	other.Close()
 	a.Stop(t)
-	rep.f("\nRedis pushes the invalidation while it executes the other instance's write; SQLite's change feed polls `PRAGMA data_version` every millisecond and the cache trusts it only within 10 ms of a check (see README: Session cache).\n\n")
+	rep.f("\nRedis sends the invalidation at the end of the event-loop iteration that ran the other instance's write (no ordering with the writer's own reply is promised: these are measurements, not guarantees); SQLite's change feed polls `PRAGMA data_version` every millisecond and the cache trusts it only within 10 ms of a check (see README: Session cache).\n\n")
 }
 
 func loginThroughput(t *testing.T, rep *report, bin string) {
