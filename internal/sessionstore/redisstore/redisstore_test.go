@@ -19,21 +19,13 @@ import (
 // same server(s).
 func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest.Harness {
 	var n atomic.Int64
-	open := func(t *testing.T, prefix string) *redisstore.Store {
-		s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Tracking: opts})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
 	h := storetest.Harness{
-		New: func(t *testing.T) sessionstore.Backend { return open(t, fmt.Sprintf("test%d:", n.Add(1))) },
+		New: func(t *testing.T) sessionstore.Backend { return open(t, opts, fmt.Sprintf("test%d:", n.Add(1))) },
 		// Cluster invalidations come per shard; the store does not follow them.
 		Feed: !opts.IsClusterMode,
 		// Another app instance: its own clients, the same prefix.
 		Other: func(t *testing.T, s sessionstore.Backend) sessionstore.Store {
-			return open(t, s.(*redisstore.Store).KeyPrefix())
+			return open(t, opts, s.(*redisstore.Store).KeyPrefix())
 		},
 	}
 	if restart != nil {
@@ -43,6 +35,18 @@ func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest
 		}
 	}
 	return h
+}
+
+// open returns a store over a client made with opts that tracks
+// invalidations as the app does, closed when the test ends.
+func open(t testing.TB, opts *redis.UniversalOptions, prefix string) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Tracking: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func TestConformanceSingle(t *testing.T) {
@@ -74,11 +78,7 @@ func TestConformanceCluster(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	srv := testservers.Redis(b)
 	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "bench:", Tracking: opts})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := open(b, opts, "bench:")
 	storetest.Bench(b, s)
 }
 
@@ -89,11 +89,7 @@ func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	d := testservers.RedisSentinel(t)
 	opts := &redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "failover:", Tracking: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open(t, opts, "failover:")
 	rec := &storetest.Recorder{}
 	s.Follow(rec)
 	ctx := t.Context()
@@ -136,11 +132,7 @@ func TestTrackingRecovers(t *testing.T) {
 	t.Parallel()
 	srv := testservers.Redis(t)
 	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "rec:", Tracking: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open(t, opts, "rec:")
 	rec := &storetest.Recorder{}
 	s.Follow(rec)
 	ctx := t.Context()
@@ -213,19 +205,13 @@ func TestTrackingWithLeastPrivilege(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	open := func(user string) *redisstore.Store {
-		opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}, Username: user, Password: "pw"}
-		s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "acl:", Tracking: opts})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+	as := func(user string) *redisstore.Store {
+		return open(t, &redis.UniversalOptions{Addrs: []string{srv.Addr}, Username: user, Password: "pw"}, "acl:")
 	}
-	tracker := open("tracker")
+	tracker := as("tracker")
 	waitUntil(t, 10*time.Second, func() bool { return tracker.Synced(ctx) })
 
-	plain := open("plain")
+	plain := as("plain")
 	time.Sleep(500 * time.Millisecond)
 	if plain.Synced(ctx) {
 		t.Fatal("synced without the permission to track")
@@ -245,11 +231,7 @@ func TestTrackingMovesWithTheMaster(t *testing.T) {
 	t.Parallel()
 	d := testservers.RedisSentinel(t)
 	opts := &redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "move:", Tracking: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open(t, opts, "move:")
 	rec := &storetest.Recorder{}
 	s.Follow(rec)
 	ctx := t.Context()
@@ -292,11 +274,7 @@ func TestTrackingDistrustsASilentConnection(t *testing.T) {
 	t.Parallel()
 	srv := testservers.Redis(t)
 	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "quiet:", Tracking: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open(t, opts, "quiet:")
 	ctx := t.Context()
 	waitUntil(t, 10*time.Second, func() bool { return s.Synced(ctx) })
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})

@@ -70,13 +70,7 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 		// its session was checked before and nobody has written it since.
 		b.Run("SessionLoadCached", func(b *testing.B) {
 			cache := sessionstore.NewCache(feed, 100)
-			deadline := time.Now().Add(10 * time.Second)
-			for !feed.Synced(b.Context()) {
-				if time.Now().After(deadline) {
-					b.Fatal("change feed not synced")
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitSynced(b, feed)
 			benchLoad(b, s, cache)
 		})
 	}
@@ -86,14 +80,7 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 func benchLoad(b *testing.B, s sessionstore.Store, cache *sessionstore.Cache) {
 	codec, _ := sessionstore.NewCodec([]string{"bench-secret-0123456789abcdef0123456789"}, 3600)
 	g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute, Cache: cache})
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	w := httptest.NewRecorder()
-	sess := g.Fresh(r, "sid")
-	sess.Values["user"] = map[string]string{"id": "dev|ada", "email": "ada@example.com", "name": "Ada Lovelace", "provider": "google"}
-	if err := sess.Save(r, w); err != nil {
-		b.Fatal(err)
-	}
-	cookie := w.Result().Cookies()[0]
+	cookie, _ := signIn(b, g, map[string]string{"id": "dev|ada", "email": "ada@example.com", "name": "Ada Lovelace", "provider": "google"})
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)

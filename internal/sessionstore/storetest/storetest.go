@@ -404,14 +404,8 @@ func testLifetimes(t *testing.T, h Harness) {
 	}
 	newSession := func(ttl time.Duration) (*sessionstore.GorillaStore, *http.Cookie) {
 		g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: ttl, IdleTimeout: time.Second, TouchAfter: 300 * time.Millisecond})
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		w := httptest.NewRecorder()
-		sess := g.Fresh(r, "sid")
-		sess.Values["user"] = "ada"
-		if err := sess.Save(r, w); err != nil {
-			t.Fatal(err)
-		}
-		return g, w.Result().Cookies()[0]
+		c, _ := signIn(t, g, "ada")
+		return g, c
 	}
 	alive := func(g *sessionstore.GorillaStore, c *http.Cookie) bool {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -494,9 +488,23 @@ func (r *Recorder) Reset() {
 	r.mu.Unlock()
 }
 
+// signIn saves a new session of g holding user and returns its cookie and
+// store key, as a sign-in leaves them.
+func signIn(t testing.TB, g *sessionstore.GorillaStore, user any) (*http.Cookie, string) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	sess := g.Fresh(r, "sid")
+	sess.Values["user"] = user
+	if err := sess.Save(r, w); err != nil {
+		t.Fatal(err)
+	}
+	return w.Result().Cookies()[0], sessionstore.KeyOf(sess)
+}
+
 // waitSynced waits until the feed vouches for its followers (Redis
 // subscribes in the background; SQLite starts polling when first asked).
-func waitSynced(t *testing.T, feed sessionstore.ChangeFeed) {
+func waitSynced(t testing.TB, feed sessionstore.ChangeFeed) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !feed.Synced(t.Context()) {
@@ -589,14 +597,7 @@ func testCachedSessions(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute, Cache: cache})
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	w := httptest.NewRecorder()
-	sess := g.Fresh(r, "sid")
-	sess.Values["user"] = "ada"
-	if err := sess.Save(r, w); err != nil {
-		t.Fatal(err)
-	}
-	cookie, key := w.Result().Cookies()[0], sessionstore.KeyOf(sess)
+	cookie, key := signIn(t, g, "ada")
 	load := func() (string, bool) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.AddCookie(cookie)
