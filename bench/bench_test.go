@@ -26,7 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/example/oauth-sessions/internal/devprovider"
+	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/redisstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/sqlitestore"
@@ -94,7 +94,7 @@ func startAppPinned(t *testing.T, pin bool, bin string, env ...string) (*testser
 // login runs the demo login (the app's built-in provider) and returns the
 // session cookie header.
 func login(base string) (string, error) {
-	sid, err := devprovider.SignIn(base, "Bench", fmt.Sprintf("bench%d@example.com", time.Now().UnixNano()%1e6))
+	sid, err := devprovidertest.SignIn(base, "Bench", fmt.Sprintf("bench%d@example.com", time.Now().UnixNano()%1e6))
 	return "sid=" + sid, err
 }
 

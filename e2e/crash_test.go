@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/devprovider"
+	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
 
 	_ "modernc.org/sqlite"
 )
@@ -41,7 +41,7 @@ func TestKillDuringLoginBurst(t *testing.T) {
 					return
 				default:
 				}
-				sid, err := devprovider.SignIn(base, "User", fmt.Sprintf("user%d-%d@example.com", w, i))
+				sid, err := devprovidertest.SignIn(base, "User", fmt.Sprintf("user%d-%d@example.com", w, i))
 				if err != nil {
 					continue // the app died mid-login: not completed
 				}

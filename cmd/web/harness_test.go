@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/example/oauth-sessions/internal/devprovider"
+	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
 	"github.com/example/oauth-sessions/internal/testservers"
 )
 
@@ -23,7 +24,7 @@ const testSecret = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 // idp is an OpenID Connect provider with a login form, on its own server.
 type idp struct {
-	*devprovider.Provider
+	*devprovidertest.Provider
 	URL string
 }
 
@@ -36,7 +37,7 @@ func startIDP(t *testing.T) *idp {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String()
-	p, err := devprovider.New(devprovider.Config{Issuer: issuer, ClientID: idpClientID, ClientSecret: idpClientSecret})
+	p, err := devprovidertest.New(devprovider.Config{Issuer: issuer, ClientID: idpClientID, ClientSecret: idpClientSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

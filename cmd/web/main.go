@@ -8,6 +8,9 @@ package main
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,12 +34,14 @@ import (
 	"github.com/example/oauth-sessions/internal/devprovider"
 	"github.com/example/oauth-sessions/internal/handlers"
 	"github.com/example/oauth-sessions/internal/metrics"
-	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal a second one ends the process at once (an
+	// impatient Ctrl-C during the drain).
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -102,7 +107,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	logger := newLogger(cfg, stdout)
 
-	codec, err := newCodec(cfg, logger)
+	secrets, err := sessionSecrets(cfg, logger)
+	if err != nil {
+		return err
+	}
+	codec, err := newCodec(cfg, secrets)
 	if err != nil {
 		return err
 	}
@@ -144,14 +153,21 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
+		Stopping: ctx.Done(),
 	}
 	callback := cfg.BaseURL.String() + "/api/auth/google/callback"
 	if cfg.DemoLogin {
 		const path = "/demo-idp"
-		clientSecret := sessionstore.NewToken()
+		// Keys and the client secret come from the session secret, so
+		// instances sharing it act as one provider behind a load balancer.
+		seed, err := hkdf.Key(sha256.New, []byte(secrets[0]), nil, "oauth-sessions demo provider v1", 64)
+		if err != nil {
+			return fmt.Errorf("demo provider keys: %w", err)
+		}
+		clientSecret := base64.RawURLEncoding.EncodeToString(seed[32:])
 		dev, err := devprovider.New(devprovider.Config{
 			Issuer: cfg.BaseURL.String() + path, ClientID: "demo-client", ClientSecret: clientSecret,
-			RedirectURIs: []string{callback},
+			RedirectURIs: []string{callback}, Seed: seed[:32], AppName: "OAuth sessions (this app)",
 		})
 		if err != nil {
 			return fmt.Errorf("start demo provider: %w", err)
@@ -191,6 +207,17 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+	}
+	if cfg.ShutdownDrain > 0 {
+		// Still serving, but /readyz says 503 and responses close their
+		// connections, so load balancers move away before the listener
+		// closes and nothing they send is refused.
+		logger.Info("Shutting down: draining (not ready, still serving)", "drain", cfg.ShutdownDrain)
+		select {
+		case <-time.After(cfg.ShutdownDrain):
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		}
 	}
 	logger.Info("Shutting down: finishing in-flight requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

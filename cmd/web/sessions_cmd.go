@@ -54,7 +54,11 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	codec, err := newCodec(cfg, logger)
+	secrets, err := sessionSecrets(cfg, logger)
+	if err != nil {
+		return err
+	}
+	codec, err := newCodec(cfg, secrets)
 	if err != nil {
 		return err
 	}
@@ -91,19 +95,23 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 	return fmt.Errorf("sessions: unknown command %q", cmd)
 }
 
-// newCodec builds the cookie and record codec from SESSION_SECRET, or in
-// development from the generated secret kept in the data folder.
-func newCodec(cfg *config.Config, logger *slog.Logger) (*sessionstore.Codec, error) {
-	secrets := cfg.SessionSecrets
-	if len(secrets) == 0 {
-		secret, created, err := config.DevSecret(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		logger.Warn("SESSION_SECRET is not set: using a development secret kept in the data folder; set SESSION_SECRET in production",
-			"file", cfg.DataDir+"/session-secret", "created", created)
-		secrets = []string{secret}
+// sessionSecrets returns SESSION_SECRET's secrets, newest first, or in
+// development the generated secret kept in the data folder.
+func sessionSecrets(cfg *config.Config, logger *slog.Logger) ([]string, error) {
+	if len(cfg.SessionSecrets) > 0 {
+		return cfg.SessionSecrets, nil
 	}
+	secret, created, err := config.DevSecret(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	logger.Warn("SESSION_SECRET is not set: using a development secret kept in the data folder; set SESSION_SECRET in production",
+		"file", cfg.DataDir+"/session-secret", "created", created)
+	return []string{secret}, nil
+}
+
+// newCodec builds the cookie and record codec from the session secrets.
+func newCodec(cfg *config.Config, secrets []string) (*sessionstore.Codec, error) {
 	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
 	if err != nil {
 		return nil, fmt.Errorf("config: SESSION_SECRET: %w", err)

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,10 @@ type Config struct {
 	TrustProxy bool
 	LogLevel   string
 	LogFormat  string
+	// ShutdownDrain is how long the server keeps serving after SIGTERM while
+	// /readyz reports not ready, so a load balancer stops sending to it
+	// before it stops accepting connections.
+	ShutdownDrain time.Duration
 }
 
 // Redis holds the Redis store's settings.
@@ -107,10 +112,38 @@ func (r *reader) fail(name, format string, args ...any) {
 }
 
 func (r *reader) str(name, def string) string {
-	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+	if v := strings.TrimSpace(r.lookup(name)); v != "" {
 		return v
 	}
 	return def
+}
+
+// lookup returns the variable name, or the contents of the file that
+// NAME_FILE names: the Docker and Kubernetes secrets convention, so that
+// secrets need not sit in the environment. One trailing newline is dropped.
+func (r *reader) lookup(name string) string {
+	v := r.getenv(name)
+	path := strings.TrimSpace(r.getenv(name + "_FILE"))
+	if path == "" {
+		return v
+	}
+	if v != "" {
+		r.fail(name+"_FILE", "%s is set too; set one of them", name)
+		return v
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		r.fail(name+"_FILE", "cannot read %q: %v", path, err)
+		return ""
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if strings.TrimSpace(s) == "" {
+		r.fail(name+"_FILE", "%q is empty", path)
+	}
+	return s
 }
 
 func (r *reader) oneOf(name, def string, valid ...string) string {
@@ -166,7 +199,7 @@ func (r *reader) duration(name string, def, min time.Duration) time.Duration {
 
 func (r *reader) list(name string) []string {
 	var out []string
-	for _, part := range strings.Split(r.getenv(name), ",") {
+	for _, part := range strings.Split(r.lookup(name), ",") {
 		if p := strings.TrimSpace(part); p != "" {
 			out = append(out, p)
 		}
@@ -232,7 +265,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		Host:           r.str("REDIS_HOST", "localhost"),
 		Port:           r.integer("REDIS_PORT", 6379, 1, 65535),
 		Username:       r.str("REDIS_USERNAME", ""),
-		Password:       getenv("REDIS_PASSWORD"),
+		Password:       r.lookup("REDIS_PASSWORD"),
 		DB:             r.integer("REDIS_DB", 0, 0, 15),
 		SentinelMaster: r.str("REDIS_SENTINEL_MASTER", ""),
 		SentinelAddrs:  r.list("REDIS_SENTINEL_ADDRS"),
@@ -281,6 +314,14 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.TrustProxy = r.boolean("TRUST_PROXY", false)
 	c.LogLevel = r.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.LogFormat = r.oneOf("LOG_FORMAT", "text", "text", "json")
+	defDrain := time.Duration(0)
+	if c.Production() {
+		defDrain = 5 * time.Second
+	}
+	c.ShutdownDrain = r.duration("SHUTDOWN_DRAIN", defDrain, 0)
+	if c.ShutdownDrain > 5*time.Minute {
+		r.fail("SHUTDOWN_DRAIN", "%s is too long (maximum 5m)", c.ShutdownDrain)
+	}
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -120,45 +120,121 @@ func TestDevSecretIsKeptAcrossStarts(t *testing.T) {
 	}
 }
 
-// TestEnvExampleListsExactlyWhatIsRead keeps .env.example in step with Load.
-func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
-	read := map[string]bool{}
-	if _, err := Load(func(k string) string { read[k] = true; return "" }); err != nil {
-		t.Fatal(err)
-	}
+// envExample reads .env.example: the variables it sets, and the ones it
+// lists commented out ("#NAME=value", no space), whose defaults are right
+// wherever the app runs (DATA_DIR: the image's /data, the working folder).
+func envExample(t *testing.T) (set map[string]string, commented map[string]bool) {
+	t.Helper()
 	b, err := os.ReadFile("../../.env.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	listed := map[string]bool{}
+	set, commented = map[string]string{}, map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+		line = strings.TrimSpace(line)
+		if name, _, ok := strings.Cut(strings.TrimPrefix(line, "#"), "="); ok && strings.HasPrefix(line, "#") && !strings.ContainsAny(name, " \t") {
+			commented[name] = true
 			continue
 		}
-		name, _, ok := strings.Cut(line, "=")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
 		if !ok {
 			t.Fatalf(".env.example: line %q is not KEY=value", line)
 		}
-		listed[name] = true
+		set[name] = value
 	}
+	return set, commented
+}
+
+// TestEnvExampleListsExactlyWhatIsRead keeps .env.example in step with Load.
+func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
+	read := map[string]bool{}
+	if _, err := Load(func(k string) string {
+		if !strings.HasSuffix(k, "_FILE") { // any variable may come from a file
+			read[k] = true
+		}
+		return ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	set, commented := envExample(t)
 	for k := range read {
-		if !listed[k] {
+		if _, ok := set[k]; !ok && !commented[k] {
 			t.Errorf("the app reads %s but .env.example does not list it", k)
 		}
 	}
-	for k := range listed {
+	for k := range set {
 		if !read[k] {
 			t.Errorf(".env.example lists %s but the app does not read it", k)
 		}
 	}
-	// The file's values must load as they are.
-	vals := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
-			vals[k] = v
+	for k := range commented {
+		if !read[k] {
+			t.Errorf(".env.example lists %s (commented out) but the app does not read it", k)
 		}
 	}
-	if _, err := Load(func(k string) string { return vals[k] }); err != nil {
+	// The file's values must load as they are.
+	if _, err := Load(func(k string) string { return set[k] }); err != nil {
 		t.Fatalf(".env.example as given does not load: %v", err)
+	}
+	// docker run --env-file .env.example must keep the data in the image's
+	// volume: nothing in the file may move DATA_DIR or the SQLite file.
+	for _, k := range []string{"DATA_DIR", "SESSION_SQLITE_PATH"} {
+		if set[k] != "" {
+			t.Errorf(".env.example sets %s=%s, which overrides the container's volume", k, set[k])
+		}
+	}
+}
+
+// TestSecretsFromFiles: NAME_FILE names a file holding NAME's value (the
+// Docker and Kubernetes secrets convention); problems name the variable.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "session_secret")
+	if err := os.WriteFile(secretFile, []byte(strong+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := append([]string{}, prod...)
+	vars[3] = "" // SESSION_SECRET unset: it comes from the file
+	c, err := Load(env(append(vars, "SESSION_SECRET_FILE", secretFile, "REDIS_PASSWORD_FILE", secretFile)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SessionSecrets) != 1 || c.SessionSecrets[0] != strong || c.Redis.Password != strong {
+		t.Fatalf("secrets from files = %q, redis password %q; want the file's contents without the newline", c.SessionSecrets, c.Redis.Password)
+	}
+	for _, tc := range []struct {
+		env        []string
+		name, want string
+	}{
+		{[]string{"SESSION_SECRET_FILE", filepath.Join(dir, "missing")}, "SESSION_SECRET_FILE", "no such file"},
+		{[]string{"SESSION_SECRET_FILE", empty}, "SESSION_SECRET_FILE", "is empty"},
+		{[]string{"SESSION_SECRET", "x", "SESSION_SECRET_FILE", secretFile}, "SESSION_SECRET_FILE", "set one of them"},
+	} {
+		_, err := Load(env(tc.env...))
+		if err == nil || !strings.HasPrefix(err.Error(), "config: "+tc.name+": ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v; want one about %s mentioning %q", tc.env, err, tc.name, tc.want)
+		}
+	}
+}
+
+func TestShutdownDrain(t *testing.T) {
+	if c, _ := Load(env()); c.ShutdownDrain != 0 {
+		t.Fatalf("development drain = %s, want 0 (a restart by hand is instant)", c.ShutdownDrain)
+	}
+	if c, _ := Load(env(prod...)); c.ShutdownDrain != 5*time.Second {
+		t.Fatalf("production drain = %s, want 5s", c.ShutdownDrain)
+	}
+	if c, _ := Load(env("SHUTDOWN_DRAIN", "2s")); c.ShutdownDrain != 2*time.Second {
+		t.Fatalf("SHUTDOWN_DRAIN=2s = %s", c.ShutdownDrain)
+	}
+	if _, err := Load(env("SHUTDOWN_DRAIN", "1h")); err == nil || !strings.HasPrefix(err.Error(), "config: SHUTDOWN_DRAIN: ") {
+		t.Fatalf("SHUTDOWN_DRAIN=1h: %v", err)
 	}
 }

@@ -1,17 +1,30 @@
 // Package devprovider is a small OpenID Connect provider with a real login
 // form. The app mounts it for the credential-free demo login in development,
-// and the tests run it as the provider the app signs in against. It is not
+// cmd/devidp runs it on its own, and the tests sign in against it. It is not
 // an identity provider for production: anyone can sign in as anyone.
+//
+// It keeps no state per login: an authorization code is the grant itself,
+// sealed under a key derived from Config.Seed, and the signing key comes
+// from the same seed. Instances given the same seed therefore act as one
+// provider, which is what lets the demo login work behind a load balancer
+// that sends the form and the callback to different app instances. The
+// only memory it keeps is the set of codes already redeemed, until they
+// expire, bounded.
 package devprovider
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +39,9 @@ import (
 //go:embed login.html
 var loginHTML string
 
+//go:embed style.css
+var styleCSS []byte
+
 // Config configures a Provider.
 type Config struct {
 	// Issuer is the provider's public URL, e.g. http://localhost:8080/demo-idp.
@@ -35,49 +51,83 @@ type Config struct {
 	// RedirectURIs lists the accepted redirect_uri values; empty accepts any
 	// (for a test provider whose clients' ports are not known in advance).
 	RedirectURIs []string
-	// Tamper, when set, may change the ID token's claims before signing:
-	// tests use it to send a wrong nonce, audience, issuer or expiry.
-	Tamper func(claims map[string]any)
-	// TamperToken, when set, may replace the signed ID token: tests use it
-	// to send a bad signature or an unsigned ("alg": "none") token.
-	TamperToken func(idToken string) string
+	// Seed derives the signing key and the key that seals authorization
+	// codes (at least 32 bytes). Providers with the same seed and issuer
+	// accept each other's codes and tokens. Empty: a random seed.
+	Seed []byte
+	// AppName, when set, is shown on the login page ("Signing in to ...").
+	AppName string
 }
+
+// CodeTTL is how long an authorization code may wait for its redemption.
+const CodeTTL = time.Minute
+
+// maxRedeemed bounds the memory of redeemed codes: at most this many are
+// remembered until they expire. A code is only redeemed by the client
+// with its secret, so reaching it means the client itself runs wild.
+const maxRedeemed = 100_000
 
 // Provider is an http.Handler serving discovery, the authorize form, the
 // token endpoint and the signing keys, all below the issuer's path.
 type Provider struct {
 	cfg    Config
-	key    *rsa.PrivateKey
+	key    ed25519.PrivateKey
 	kid    string
 	signer jose.Signer
+	codes  cipher.AEAD
 	prefix string
 	page   *template.Template
 	mux    *http.ServeMux
 
-	mu    sync.Mutex
-	codes map[string]grant
+	mu       sync.Mutex
+	redeemed map[[32]byte]time.Time // code hash → when it expires anyway
 }
 
+// grant is what an authorization code carries, sealed.
 type grant struct {
-	clientID, redirectURI, nonce, challenge string
-	user                                    user
-	expires                                 time.Time
+	ClientID    string `json:"c"`
+	RedirectURI string `json:"r"`
+	Nonce       string `json:"n,omitempty"`
+	Challenge   string `json:"pk"`
+	Name        string `json:"nm"`
+	Email       string `json:"em"`
+	Expires     int64  `json:"x"`
 }
 
-type user struct{ name, email string }
-
-// New returns a provider with a fresh RSA signing key.
+// New returns a provider; see Config.Seed for where its keys come from.
 func New(cfg Config) (*Provider, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
+	seed := cfg.Seed
+	if len(seed) == 0 {
+		seed = make([]byte, 32)
+		_, _ = rand.Read(seed)
+	}
+	if len(seed) < 32 {
+		return nil, errors.New("devprovider: seed shorter than 32 bytes")
 	}
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil {
+		return nil, fmt.Errorf("devprovider: issuer: %w", err)
+	}
+	derive := func(label string) []byte {
+		k, err := hkdf.Key(sha256.New, seed, []byte(cfg.Issuer), "devprovider "+label+" v1", 32)
+		if err != nil {
+			panic(err) // only for lengths hkdf cannot produce
+		}
+		return k
+	}
+	key := ed25519.NewKeyFromSeed(derive("signing key"))
+	kidSum := sha256.Sum256(key.Public().(ed25519.PublicKey))
+	block, err := aes.NewCipher(derive("code sealing"))
+	if err != nil {
 		return nil, err
 	}
-	p := &Provider{cfg: cfg, key: key, kid: randomString()[:8], prefix: strings.TrimRight(u.Path, "/"), codes: map[string]grant{}}
-	p.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: p.kid}}, (&jose.SignerOptions{}).WithType("JWT"))
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	p := &Provider{cfg: cfg, key: key, kid: base64.RawURLEncoding.EncodeToString(kidSum[:8]), codes: aead,
+		prefix: strings.TrimRight(u.Path, "/"), redeemed: map[[32]byte]time.Time{}}
+	p.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: key, KeyID: p.kid}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		return nil, err
 	}
@@ -88,22 +138,15 @@ func New(cfg Config) (*Provider, error) {
 	p.mux.HandleFunc("POST "+p.prefix+"/authorize", p.authorize)
 	p.mux.HandleFunc("POST "+p.prefix+"/token", p.token)
 	p.mux.HandleFunc("GET "+p.prefix+"/jwks", p.jwks)
+	p.mux.HandleFunc("GET "+p.prefix+"/style.css", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		_, _ = w.Write(styleCSS)
+	})
 	return p, nil
 }
 
-// SetTamper replaces the claim hook (tests switch it between logins).
-func (p *Provider) SetTamper(f func(map[string]any)) {
-	p.mu.Lock()
-	p.cfg.Tamper = f
-	p.mu.Unlock()
-}
-
-// SetTamperToken replaces the token hook.
-func (p *Provider) SetTamperToken(f func(string) string) {
-	p.mu.Lock()
-	p.cfg.TamperToken = f
-	p.mu.Unlock()
-}
+// Issuer returns the provider's issuer URL.
+func (p *Provider) Issuer() string { return p.cfg.Issuer }
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
@@ -118,7 +161,7 @@ func (p *Provider) discovery(w http.ResponseWriter, _ *http.Request) {
 		"jwks_uri":                              p.cfg.Issuer + "/jwks",
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"id_token_signing_alg_values_supported": []string{string(jose.EdDSA)},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"scopes_supported":                      []string{"openid", "email", "profile"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
@@ -126,7 +169,21 @@ func (p *Provider) discovery(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &p.key.PublicKey, KeyID: p.kid, Algorithm: "RS256", Use: "sig"}}})
+	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: p.key.Public(), KeyID: p.kid, Algorithm: string(jose.EdDSA), Use: "sig"}}})
+}
+
+// Sign returns claims as a JWT signed with the provider's key, as its
+// token endpoint issues ID tokens.
+func (p *Provider) Sign(claims any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	jws, err := p.signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
 }
 
 // checkAuthorize validates the authorize parameters common to the form and
@@ -167,7 +224,7 @@ func (p *Provider) authorizeForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = p.page.Execute(w, map[string]any{"Params": q, "Action": p.prefix + "/authorize"})
+	_ = p.page.Execute(w, map[string]any{"Params": q, "Action": p.prefix + "/authorize", "Prefix": p.prefix, "AppName": p.cfg.AppName})
 }
 
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
@@ -189,24 +246,74 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	} else {
 		email := strings.TrimSpace(q.Get("email"))
 		name := strings.TrimSpace(q.Get("name"))
-		if email == "" || !strings.Contains(email, "@") {
+		if email == "" || !strings.Contains(email, "@") || len(email) > 254 || len(name) > 200 {
 			http.Error(w, "an email address is required", http.StatusBadRequest)
 			return
 		}
 		if name == "" {
 			name = email[:strings.IndexByte(email, '@')]
 		}
-		code := randomString()
-		p.mu.Lock()
-		p.codes[code] = grant{
-			clientID: q.Get("client_id"), redirectURI: q.Get("redirect_uri"), nonce: q.Get("nonce"),
-			challenge: q.Get("code_challenge"), user: user{name: name, email: email}, expires: time.Now().Add(time.Minute),
+		code, err := p.seal(grant{
+			ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), Nonce: q.Get("nonce"),
+			Challenge: q.Get("code_challenge"), Name: name, Email: email, Expires: time.Now().Add(CodeTTL).Unix(),
+		})
+		if err != nil {
+			http.Error(w, "could not issue a code", http.StatusInternalServerError)
+			return
 		}
-		p.mu.Unlock()
 		params.Set("code", code)
 	}
 	back.RawQuery = params.Encode()
 	http.Redirect(w, r, back.String(), http.StatusFound)
+}
+
+func (p *Provider) seal(g grant) (string, error) {
+	plain, err := json.Marshal(g)
+	if err != nil {
+		return "", err
+	}
+	out := make([]byte, p.codes.NonceSize(), p.codes.NonceSize()+len(plain)+p.codes.Overhead())
+	_, _ = rand.Read(out)
+	out = p.codes.Seal(out, out, plain, []byte(p.cfg.ClientID))
+	return base64.RawURLEncoding.EncodeToString(out), nil
+}
+
+func (p *Provider) open(code string) (grant, bool) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(code)
+	if err != nil || len(raw) < p.codes.NonceSize() {
+		return grant{}, false
+	}
+	n := p.codes.NonceSize()
+	plain, err := p.codes.Open(nil, raw[:n], raw[n:], []byte(p.cfg.ClientID))
+	if err != nil {
+		return grant{}, false
+	}
+	var g grant
+	return g, json.Unmarshal(plain, &g) == nil
+}
+
+// redeem marks code used; false if it was already, or if the memory of
+// redeemed codes is full of codes that have not expired yet.
+func (p *Provider) redeem(code string, expires time.Time) bool {
+	h := sha256.Sum256([]byte(code))
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, seen := p.redeemed[h]; seen {
+		return false
+	}
+	if len(p.redeemed) >= maxRedeemed {
+		for k, exp := range p.redeemed {
+			if now.After(exp) {
+				delete(p.redeemed, k)
+			}
+		}
+		if len(p.redeemed) >= maxRedeemed {
+			return false
+		}
+	}
+	p.redeemed[h] = expires
+	return true
 }
 
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
@@ -232,41 +339,33 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := r.PostForm.Get("code")
-	p.mu.Lock()
-	g, found := p.codes[code]
-	delete(p.codes, code) // single use, whatever happens next
-	tamper, tamperToken := p.cfg.Tamper, p.cfg.TamperToken
-	p.mu.Unlock()
+	g, ok := p.open(code)
+	expires := time.Unix(g.Expires, 0)
 	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
 	switch {
-	case !found || time.Now().After(g.expires) || g.clientID != id || g.redirectURI != r.PostForm.Get("redirect_uri"):
+	case !ok || time.Now().After(expires) || g.ClientID != id || g.RedirectURI != r.PostForm.Get("redirect_uri"):
 		tokenError(w, "invalid_grant")
 		return
-	case base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge:
+	case base64.RawURLEncoding.EncodeToString(sum[:]) != g.Challenge:
+		tokenError(w, "invalid_grant")
+		return
+	case !p.redeem(code, expires): // single use
 		tokenError(w, "invalid_grant")
 		return
 	}
 	now := time.Now()
 	claims := map[string]any{
-		"iss": p.cfg.Issuer, "aud": p.cfg.ClientID, "sub": "dev|" + strings.ToLower(g.user.email),
+		"iss": p.cfg.Issuer, "aud": p.cfg.ClientID, "sub": "dev|" + strings.ToLower(g.Email),
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
-		"email": g.user.email, "email_verified": true, "name": g.user.name,
+		"email": g.Email, "email_verified": true, "name": g.Name,
 	}
-	if g.nonce != "" {
-		claims["nonce"] = g.nonce
+	if g.Nonce != "" {
+		claims["nonce"] = g.Nonce
 	}
-	if tamper != nil {
-		tamper(claims)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := p.signer.Sign(payload)
+	idToken, err := p.Sign(claims)
 	if err != nil {
 		http.Error(w, "signing failed", http.StatusInternalServerError)
 		return
-	}
-	idToken, _ := jws.CompactSerialize()
-	if tamperToken != nil {
-		idToken = tamperToken(idToken)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": randomString(), "token_type": "Bearer", "expires_in": 300, "id_token": idToken,

@@ -284,6 +284,9 @@ func (s *server) healthz() echo.HandlerFunc {
 
 func (s *server) readyz() echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if s.stopping() {
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining", "store": s.StoreName})
+		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := s.Backend.Ping(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 
 // addRoutes is the whole HTTP surface of the app.
 func addRoutes(e *echo.Echo, s *server) {
+	e.Use(s.closeWhenDraining())
 	e.Use(middleware.RequestID())
 	e.Use(middleware.Recover()) // a panic becomes a plain 500, never a trace
 	e.Use(s.requestLogger())

@@ -46,6 +46,10 @@ type Deps struct {
 
 	Templates *template.Template
 	Static    fs.FS
+	// Stopping is closed when the process starts shutting down: /readyz
+	// then answers 503 and responses close their connections while the
+	// server drains.
+	Stopping <-chan struct{}
 }
 
 // server holds the dependencies and the two session stores built on them.
@@ -230,6 +234,29 @@ func (s *server) securityHeaders() echo.MiddlewareFunc {
 		// scripts anywhere.
 		ContentSecurityPolicy: "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
 	})
+}
+
+func (s *server) stopping() bool {
+	select {
+	case <-s.Stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeWhenDraining asks clients to close their connection after each
+// response once shutdown has begun, so keep-alive connections end cleanly
+// here rather than being cut when the server stops.
+func (s *server) closeWhenDraining() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if s.stopping() {
+				c.Response().Header().Set(echo.HeaderConnection, "close")
+			}
+			return next(c)
+		}
+	}
 }
 
 // crossOriginProtection refuses cross-origin state-changing requests using

@@ -1,4 +1,4 @@
-package devprovider
+package devprovidertest
 
 import (
 	"fmt"

@@ -1,0 +1,133 @@
+package devprovider
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	issuer   = "http://idp.test/demo-idp"
+	redirect = "http://app.test/api/auth/google/callback"
+	verifier = "a-long-enough-pkce-verifier-0123456789abcdefghijk"
+)
+
+func newProvider(t *testing.T, seed string) *Provider {
+	t.Helper()
+	p, err := New(Config{Issuer: issuer, ClientID: "c", ClientSecret: "s", RedirectURIs: []string{redirect}, Seed: []byte(seed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// authorize submits the login form and returns the code.
+func authorize(t *testing.T, p http.Handler) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(verifier))
+	form := url.Values{"response_type": {"code"}, "client_id": {"c"}, "redirect_uri": {redirect}, "state": {"st"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
+		"nonce": {"n"}, "name": {"Ada"}, "email": {"ada@example.com"}, "action": {"allow"}}
+	r := httptest.NewRequest(http.MethodPost, "/demo-idp/authorize", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	loc, err := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || err != nil || loc.Query().Get("code") == "" {
+		t.Fatalf("authorize = %d %q", w.Code, w.Header().Get("Location"))
+	}
+	return loc.Query().Get("code")
+}
+
+// redeem exchanges code and returns the status and the token error, if any.
+func redeem(t *testing.T, p http.Handler, code string) (int, string) {
+	t.Helper()
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
+		"code_verifier": {verifier}, "client_id": {"c"}, "client_secret": {"s"}}
+	r := httptest.NewRequest(http.MethodPost, "/demo-idp/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	var body struct {
+		Error   string `json:"error"`
+		IDToken string `json:"id_token"`
+	}
+	_ = json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code == http.StatusOK && body.IDToken == "" {
+		t.Fatalf("token response without an ID token: %s", w.Body)
+	}
+	return w.Code, body.Error
+}
+
+// TestSameSeedActsAsOneProvider: the demo login behind a load balancer.
+// A code issued by one instance is redeemed by another given the same seed,
+// once; a provider with another seed does not accept it.
+func TestSameSeedActsAsOneProvider(t *testing.T) {
+	seed := "0123456789abcdef0123456789abcdef"
+	a, b := newProvider(t, seed), newProvider(t, seed)
+	other := newProvider(t, "fedcba9876543210fedcba9876543210")
+	code := authorize(t, a)
+	if st, e := redeem(t, other, code); st != http.StatusBadRequest || e != "invalid_grant" {
+		t.Fatalf("code redeemed at a provider with another seed: %d %q", st, e)
+	}
+	if st, e := redeem(t, b, code); st != http.StatusOK {
+		t.Fatalf("code of instance a at instance b: %d %q, want 200", st, e)
+	}
+	if st, e := redeem(t, b, code); st != http.StatusBadRequest || e != "invalid_grant" {
+		t.Fatalf("second redemption: %d %q, want invalid_grant", st, e)
+	}
+	var ka, kb json.RawMessage
+	for p, out := range map[*Provider]*json.RawMessage{a: &ka, b: &kb} {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/demo-idp/jwks", nil))
+		*out = w.Body.Bytes()
+	}
+	if string(ka) != string(kb) {
+		t.Fatal("instances with the same seed publish different keys")
+	}
+}
+
+func TestExpiredAndForgedCodes(t *testing.T) {
+	p := newProvider(t, "0123456789abcdef0123456789abcdef")
+	expired, err := p.seal(grant{ClientID: "c", RedirectURI: redirect, Challenge: "x", Email: "a@b", Expires: time.Now().Add(-time.Second).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, code := range map[string]string{"expired": expired, "garbage": "not-a-code", "empty": ""} {
+		if st, e := redeem(t, p, code); st != http.StatusBadRequest || e != "invalid_grant" {
+			t.Errorf("%s code: %d %q, want invalid_grant", name, st, e)
+		}
+	}
+}
+
+// TestRedeemedCodesAreBounded: the memory of redeemed codes forgets the
+// expired ones when full, and refuses rather than grows past its bound.
+func TestRedeemedCodesAreBounded(t *testing.T) {
+	p := newProvider(t, "0123456789abcdef0123456789abcdef")
+	past := time.Now().Add(-time.Minute)
+	for i := range maxRedeemed {
+		p.redeemed[[32]byte{byte(i), byte(i >> 8), byte(i >> 16)}] = past
+	}
+	if !p.redeem("fresh", time.Now().Add(time.Minute)) {
+		t.Fatal("a fresh code was refused though every remembered code had expired")
+	}
+	if n := len(p.redeemed); n != 1 {
+		t.Fatalf("%d codes remembered after the purge, want 1", n)
+	}
+	future := time.Now().Add(time.Minute)
+	for i := range maxRedeemed - 1 {
+		p.redeemed[[32]byte{byte(i), byte(i >> 8), byte(i >> 16), 1}] = future
+	}
+	if p.redeem("one-more", future) {
+		t.Fatal("the memory of redeemed codes grew past its bound")
+	}
+	if n := len(p.redeemed); n != maxRedeemed {
+		t.Fatalf("%d codes remembered, want the bound %d", n, maxRedeemed)
+	}
+}
