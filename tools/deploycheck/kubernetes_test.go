@@ -1,0 +1,256 @@
+package deploycheck
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var k8sDir = filepath.Join(root, "deploy", "kubernetes")
+
+// strict decodes a YAML file into v, failing on any field v does not have:
+// a misspelt or misplaced key in a manifest is an error here, as it is for
+// kubectl's server-side field validation.
+func strict(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		t.Fatalf("%s does not decode strictly: %v", filepath.Base(path), err)
+	}
+}
+
+// kustomization is the part of kustomize's Kustomization this base uses;
+// decoded strictly, so anything else in the file fails the test.
+type kustomization struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Labels     []struct {
+		Pairs map[string]string `json:"pairs"`
+	} `json:"labels"`
+	Resources []string `json:"resources"`
+	Images    []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+type manifests struct {
+	kust       kustomization
+	deployment appsv1.Deployment
+	service    corev1.Service
+	configMap  corev1.ConfigMap
+	secret     corev1.Secret
+	pdb        policyv1.PodDisruptionBudget
+}
+
+func loadManifests(t *testing.T) manifests {
+	t.Helper()
+	var m manifests
+	strict(t, filepath.Join(k8sDir, "kustomization.yaml"), &m.kust)
+	if m.kust.APIVersion != "kustomize.config.k8s.io/v1beta1" || m.kust.Kind != "Kustomization" {
+		t.Fatalf("kustomization.yaml is %s %s", m.kust.APIVersion, m.kust.Kind)
+	}
+	files, _ := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
+	for _, f := range files {
+		if name := filepath.Base(f); name != "kustomization.yaml" && !slices.Contains(m.kust.Resources, name) {
+			t.Errorf("%s is not listed in kustomization.yaml's resources", name)
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range m.kust.Resources {
+		path := filepath.Join(k8sDir, r)
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("resource %s: %v", r, err)
+		}
+		if err := yaml.Unmarshal(b, &meta); err != nil {
+			t.Fatalf("resource %s: %v", r, err)
+		}
+		want := map[string]string{"Deployment": "apps/v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1", "PodDisruptionBudget": "policy/v1"}[meta.Kind]
+		if want == "" || meta.APIVersion != want {
+			t.Fatalf("resource %s is %s %s; this base has Deployment, Service, ConfigMap, Secret and PodDisruptionBudget", r, meta.APIVersion, meta.Kind)
+		}
+		seen[meta.Kind] = true
+		switch meta.Kind {
+		case "Deployment":
+			strict(t, path, &m.deployment)
+		case "Service":
+			strict(t, path, &m.service)
+		case "ConfigMap":
+			strict(t, path, &m.configMap)
+		case "Secret":
+			strict(t, path, &m.secret)
+		case "PodDisruptionBudget":
+			strict(t, path, &m.pdb)
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("the base has %v; want one of each of the five kinds", seen)
+	}
+	return m
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	m := loadManifests(t)
+	d := m.deployment
+	pod := d.Spec.Template.Spec
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas = %v, want 2", d.Spec.Replicas)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	if len(m.kust.Images) != 1 || m.kust.Images[0].Name != c.Image {
+		t.Errorf("the container's image %q is not the one kustomization.yaml sets (%+v)", c.Image, m.kust.Images)
+	}
+
+	// Security: numeric non-root user (the Dockerfile's), read-only root,
+	// no privilege escalation, no capabilities.
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != imageUID(t) {
+		t.Errorf("pod securityContext = %+v; want runAsNonRoot and runAsUser %d (the image's USER)", psc, imageUID(t))
+	}
+	csc := c.SecurityContext
+	if csc == nil || csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem ||
+		csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation ||
+		csc.Capabilities == nil || !slices.Contains(csc.Capabilities.Drop, "ALL") {
+		t.Errorf("container securityContext = %+v; want readOnlyRootFilesystem, no privilege escalation, capabilities dropped", csc)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources = %+v; want CPU and memory requests and a memory limit", c.Resources)
+	}
+
+	// The environment: every name is one the app reads, directly or as
+	// NAME_FILE; values from the ConfigMap and the container together.
+	vars := appVars(t)
+	env := map[string]string{}
+	for k, v := range m.configMap.Data {
+		env[k] = v
+	}
+	if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != m.configMap.Name {
+		t.Errorf("envFrom = %+v; want the ConfigMap %s", c.EnvFrom, m.configMap.Name)
+	}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	for k := range env {
+		if !vars[strings.TrimSuffix(k, "_FILE")] {
+			t.Errorf("the manifests set %s, which the app does not read", k)
+		}
+	}
+	if env["APP_ENV"] != "production" {
+		t.Errorf("APP_ENV = %q, want production", env["APP_ENV"])
+	}
+	if s := env["SESSION_STORE"]; s != "redis" && s != "mongo" {
+		t.Errorf("SESSION_STORE = %q: two replicas need a shared store (redis or mongo)", s)
+	}
+
+	// Ports and probes match what the app serves.
+	port := int32(8080)
+	if env["PORT"] != "8080" || len(c.Ports) != 1 || c.Ports[0].ContainerPort != port || c.Ports[0].Name != "http" {
+		t.Errorf("PORT = %q, ports = %+v; want the app on 8080, named http", env["PORT"], c.Ports)
+	}
+	for name, probe := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != name || probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("probe for %s = %+v", name, probe)
+		}
+	}
+	if m.service.Spec.Ports[0].TargetPort.String() != "http" || !sameLabels(m.service.Spec.Selector, d.Spec.Template.Labels) {
+		t.Errorf("service = %+v; want it to target the pods' http port", m.service.Spec)
+	}
+	if m.pdb.Spec.MinAvailable == nil || m.pdb.Spec.MinAvailable.IntValue() < 1 || m.pdb.Spec.MinAvailable.IntValue() >= int(*d.Spec.Replicas) ||
+		!sameLabels(m.pdb.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+		t.Errorf("pdb = %+v; want at least one of the replicas kept, and not all", m.pdb.Spec)
+	}
+
+	// Shutdown: the endpoint leaves the Service during the preStop pause,
+	// then the app drains; all of it fits in the grace period.
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds < 1 {
+		t.Fatalf("preStop = %+v; want the native sleep action (the image has no shell)", c.Lifecycle)
+	}
+	drain, err := time.ParseDuration(env["SHUTDOWN_DRAIN"])
+	if err != nil {
+		t.Fatalf("SHUTDOWN_DRAIN = %q: %v", env["SHUTDOWN_DRAIN"], err)
+	}
+	pause := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	if grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second; pause+drain+10*time.Second > grace {
+		t.Errorf("terminationGracePeriodSeconds %s leaves no room after the pause (%s) and the drain (%s)", grace, pause, drain)
+	}
+
+	// Files: DATA_DIR and /tmp are writable volumes; secrets are files from
+	// the Secret, which has every key a *_FILE variable points at.
+	mounts := map[string]corev1.VolumeMount{}
+	for _, vm := range c.VolumeMounts {
+		mounts[vm.MountPath] = vm
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = v
+	}
+	for _, dir := range []string{env["DATA_DIR"], "/tmp"} {
+		vm, ok := mounts[dir]
+		if !ok || vm.ReadOnly || volumes[vm.Name].EmptyDir == nil {
+			t.Errorf("%s is not a writable volume (the root file system is read-only)", dir)
+		}
+	}
+	for k, v := range env {
+		if !strings.HasSuffix(k, "_FILE") {
+			continue
+		}
+		dir, key := filepath.Split(v)
+		vm, ok := mounts[strings.TrimSuffix(dir, "/")]
+		if !ok || volumes[vm.Name].Secret == nil || volumes[vm.Name].Secret.SecretName != m.secret.Name {
+			t.Errorf("%s=%s is not in the mounted Secret %s", k, v, m.secret.Name)
+			continue
+		}
+		if _, ok := m.secret.StringData[key]; !ok {
+			t.Errorf("%s=%s: the Secret has no key %q", k, v, key)
+		}
+	}
+}
+
+// imageUID is the numeric user of the Dockerfile's runtime stage.
+func imageUID(t *testing.T) int64 {
+	t.Helper()
+	users := dockerfileInstructions(t, "USER")
+	if len(users) == 0 {
+		t.Fatal("the Dockerfile sets no USER")
+	}
+	var uid int64
+	for _, ch := range strings.Split(users[len(users)-1], ":")[0] {
+		if ch < '0' || ch > '9' {
+			t.Fatalf("USER %s is not numeric", users[len(users)-1])
+		}
+		uid = uid*10 + int64(ch-'0')
+	}
+	return uid
+}
+
+func sameLabels(a, b map[string]string) bool {
+	if len(a) == 0 {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
