@@ -84,10 +84,15 @@ type row struct {
 	exp time.Time
 }
 
-// rows reads the SQLite session table directly, as an operator would.
-func rows(t *testing.T, dir string) []row {
+// rows reads the SQLite session table directly, as an operator would: the
+// database in dir (sessions.db unless a file name is given).
+func rows(t *testing.T, dir string, file ...string) []row {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "sessions.db")+"?mode=ro")
+	name := "sessions.db"
+	if len(file) > 0 {
+		name = file[0]
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, name)+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -303,6 +304,22 @@ func TestSessionsCLI(t *testing.T) {
 	expectSignedIn(t, bob, a, "bob@example.com")
 	if out, err = runSessions(t, env, "purge", "--expired"); err != nil || !strings.Contains(out, "purged 0") {
 		t.Fatalf("purge: %v\n%s", err, out)
+	}
+	// A backup taken while the server runs is a database of its own, owner
+	// only, with the live sessions; a second backup to the same file is
+	// refused rather than overwriting it.
+	backupFile := filepath.Join(t.TempDir(), "backup.db")
+	if out, err = runSessions(t, env, "backup", "--to", backupFile); err != nil || !strings.Contains(out, "backed up") {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(backupFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v, %v; want mode 0600", fi, err)
+	}
+	if got := len(rows(t, filepath.Dir(backupFile), filepath.Base(backupFile))); got != 1 {
+		t.Fatalf("backup holds %d sessions, want bob's 1", got)
+	}
+	if _, err = runSessions(t, env, "backup", "--to", backupFile); err == nil {
+		t.Fatal("a second backup overwrote the first")
 	}
 
 	for name, args := range map[string][]string{

@@ -26,6 +26,8 @@ Commands (they read the same configuration as the server):
   revoke --user EMAIL            sign a user out everywhere
   purge --expired                delete expired sessions now
   stats                          counts, oldest and newest
+  backup --to FILE               SQLite: a consistent copy of the database,
+                                 taken while the server runs
   migrate --from STORE --to STORE [--dry-run]
                                  copy every live session to another store
                                  (sqlite, redis, mongo, memory); the target's
@@ -44,7 +46,7 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 	user := fs.String("user", "", "the user's email address")
 	expired := fs.Bool("expired", false, "delete expired sessions")
 	from := fs.String("from", "", "store to copy from")
-	to := fs.String("to", "", "store to copy to")
+	to := fs.String("to", "", "store to copy to (migrate); file to write (backup)")
 	dryRun := fs.Bool("dry-run", false, "count what would be copied, write nothing")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("sessions %s: %w", cmd, err)
@@ -63,7 +65,7 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	switch cmd {
-	case "list", "revoke", "purge", "stats":
+	case "list", "revoke", "purge", "stats", "backup":
 		store, err := openReachable(ctx, cfg, cfg.SessionStore, logger)
 		if err != nil {
 			return err
@@ -77,6 +79,8 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 				return errors.New("sessions revoke: --user EMAIL is required")
 			}
 			return revokeUser(ctx, store, *user, stdout)
+		case "backup":
+			return backup(ctx, store, cfg.SessionStore, *to, stdout)
 		case "purge":
 			if !*expired {
 				return errors.New("sessions purge: only --expired is supported")
@@ -223,6 +227,26 @@ func purgeExpired(ctx context.Context, store sessionstore.Backend, name string, 
 		return fmt.Errorf("sessions purge: %w", err)
 	}
 	fmt.Fprintf(stdout, "purged %d expired sessions\n", n)
+	return nil
+}
+
+// backup copies a SQLite store to file, consistently, while the server
+// runs; server stores keep their own backups (Redis persistence, MongoDB
+// tools).
+func backup(ctx context.Context, store sessionstore.Backend, name, file string, stdout io.Writer) error {
+	if file == "" {
+		return errors.New("sessions backup: --to FILE is required")
+	}
+	b, ok := store.(interface {
+		Backup(ctx context.Context, path string) error
+	})
+	if !ok {
+		return fmt.Errorf("sessions backup: the %s store is backed up by its server's own tools (see docs/deploy.md)", name)
+	}
+	if err := b.Backup(ctx, file); err != nil {
+		return fmt.Errorf("sessions backup: %w", err)
+	}
+	fmt.Fprintf(stdout, "backed up the %s store to %s\n", name, file)
 	return nil
 }
 

@@ -423,6 +423,22 @@ func (s *Store) closeDBs() error {
 	return errors.Join(s.reader.Close(), s.writer.Close())
 }
 
+// Backup writes a consistent copy of the database to path (VACUUM INTO),
+// while the store keeps serving. path must not exist yet; the copy is
+// created owner-only, like the database.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite backup: %w", err)
+	}
+	f.Close()
+	if _, err := s.reader.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("sqlite backup to %q: %w", path, err)
+	}
+	return nil
+}
+
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.opts.Path }
 
