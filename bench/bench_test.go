@@ -27,8 +27,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/sessionstore/mongostore/mongotest"
 	"github.com/example/oauth-sessions/internal/sessionstore/redisstore"
+	"github.com/example/oauth-sessions/internal/sessionstore/redisstore/redistest"
 	"github.com/example/oauth-sessions/internal/sessionstore/sqlitestore"
 	"github.com/example/oauth-sessions/internal/testservers"
 )
@@ -175,7 +178,7 @@ func TestBenchmarks(t *testing.T) {
 		goBenchmarks(t, rep)
 	}
 	bin := build(t)
-	redisSrv := testservers.Redis(t)
+	redisSrv := redistest.Redis(t)
 	if run("http") {
 		httpLoad(t, rep, bin, redisSrv)
 	}
@@ -254,7 +257,7 @@ func httpLoad(t *testing.T, rep *report, bin string, redisSrv *testservers.Proc)
 		setup = "app pinned to CPU " + appCPU + " (GOMAXPROCS=1), wrk to CPU " + wrkCPU + ", servers unpinned"
 	}
 	rep.f("## HTTP: `GET /api/auth/me` with a live session vs `GET /healthz`\n\n`wrk -t2 -c32 -d10s --latency`, one app process per store, %s. The ratio `me / healthz` is the cost of the session check: `/healthz` passes through the same middleware (request id, logger, security headers, body limit, cross-origin check) without a session.\n\n", setup)
-	mongo := testservers.Mongo(t)
+	mongo := mongotest.Mongo(t)
 	storeEnv := []string{"REDIS_URL=redis://" + redisSrv.Addr, "MONGODB_SESSION_URL=mongodb://" + mongo.Addr + "/bench"}
 	stores := []string{"memory", "sqlite", "redis", "mongo"}
 	if s := os.Getenv("BENCH_STORES"); s != "" {
@@ -382,7 +385,7 @@ func status(t *testing.T, method, u, cookie string) int {
 func invalidation(t *testing.T, rep *report, bin string, redisSrv *testservers.Proc) {
 	const rounds = 100
 	rep.f("## A sign-out elsewhere reaches the cache\n\nA session is signed in and answered from instance A's cache, then ended elsewhere; then A is asked again at once and until it answers 401 (%d rounds, one client polling as fast as it can). \"Rounds with a stale 200\" counts the rounds where A answered 200 at least once after the sign-out had returned; the times are from the sign-out returning to A's first 401, including that request's own round trip.\n\n| store | ended by | rounds with a stale 200 | first 401 after: p50 | p99 | max |\n|---|---|---|---|---|---|\n", rounds)
-	codec, err := sessionstore.NewCodec([]string{secret}, 3600)
+	codec, err := httpsession.NewCodec([]string{secret}, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +443,7 @@ func invalidation(t *testing.T, rep *report, bin string, redisSrv *testservers.P
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := other.Delete(context.Background(), sessionstore.KeyFor(token)); err != nil {
+		if err := other.Delete(context.Background(), httpsession.KeyFor(token)); err != nil {
 			t.Fatal(err)
 		}
 	})

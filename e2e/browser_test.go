@@ -17,6 +17,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"github.com/example/oauth-sessions/internal/testbackends"
 	"github.com/example/oauth-sessions/internal/testservers"
 )
 
@@ -184,26 +186,24 @@ func signIn(t *testing.T, ctx context.Context, app *testservers.Proc, name, emai
 	}
 }
 
-func storeEnv(t *testing.T, store string) []string {
+// storeEnv returns the environment that runs the app on srv's backend.
+func storeEnv(t *testing.T, srv storetest.Server) []string {
 	t.Helper()
-	switch store {
-	case "redis":
-		u, _ := testservers.RedisURL(t)
-		return []string{"SESSION_STORE=redis", "REDIS_URL=" + u, "REDIS_KEY_PREFIX=browser:" + t.Name() + ":"}
-	case "mongo":
-		u, _ := testservers.MongoURL(t, "browser")
-		return []string{"SESSION_STORE=mongo", "MONGODB_SESSION_URL=" + u, "MONGODB_SESSION_COLLECTION=browser_" + fmt.Sprint(time.Now().UnixNano()%1e9)}
+	var env []string
+	for k, v := range srv.Env(t) {
+		env = append(env, k+"="+v)
 	}
-	return []string{"SESSION_STORE=" + store}
+	return env
 }
 
 func TestBrowserSignInSurvivesRestart(t *testing.T) {
 	issuer := startProvider(t)
-	for _, store := range []string{"sqlite", "redis", "mongo", "memory"} {
+	for i, srv := range testbackends.All() {
+		store := srv.Name
 		t.Run(store, func(t *testing.T) {
-			app, base := startApp(t, issuer, storeEnv(t, store)...)
+			app, base := startApp(t, issuer, storeEnv(t, srv)...)
 			ctx := newBrowser(t)
-			shots := store == "sqlite" // the README's walkthrough
+			shots := i == 0 // the default store: the README's walkthrough
 			do(t, ctx, app, chromedp.Navigate(base+"/"))
 			signIn(t, ctx, app, "Ada Lovelace", "ada@example.com", shots)
 			if got := text(t, ctx, "store"); got != store {
@@ -215,7 +215,7 @@ func TestBrowserSignInSurvivesRestart(t *testing.T) {
 
 			restart(t, app)
 			do(t, ctx, app, chromedp.Reload())
-			if store == "memory" {
+			if store == "memory" { // keeps nothing across a restart // keeps nothing across a restart
 				do(t, ctx, app, chromedp.WaitVisible(chromedp.ID("session-lost")))
 				if msg := text(t, ctx, "session-lost"); !strings.Contains(msg, "restart signed you out") {
 					t.Fatalf("memory store after restart says %q; want why the user is signed out", msg)

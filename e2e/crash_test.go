@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
+	"github.com/example/oauth-sessions/internal/testservers"
 
 	_ "modernc.org/sqlite"
 )
@@ -51,11 +52,11 @@ func TestKillDuringLoginBurst(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Kill it mid-burst, once plenty of logins have completed.
+	testservers.WaitUntil(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(done) >= 100 }, "100 logins completed")
 	if err := app.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 	app.Stop(t) // reap the killed process

@@ -99,25 +99,19 @@ func startApp(t *testing.T, env map[string]string) *app {
 	a := &app{URL: "http://127.0.0.1:" + env["PORT"], env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	getenv := func(k string) string { return env[k] }
 	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := http.Get(a.URL + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
+	testservers.WaitUntil(t, 15*time.Second, func() bool {
 		select {
 		case err := <-a.done:
 			t.Fatalf("app exited during start-up: %v\n%s", err, a.logs)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("app did not answer /healthz within 15s\n%s", a.logs)
+		res, err := http.Get(a.URL + "/healthz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(30 * time.Millisecond)
-	}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, "the app answering /healthz:\n%s", a.logs)
 	t.Cleanup(func() { a.stop(t) })
 	return a
 }

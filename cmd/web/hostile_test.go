@@ -2,20 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/mongostore"
+	"github.com/example/oauth-sessions/internal/httpsession"
+	"github.com/example/oauth-sessions/internal/testbackends"
 )
 
 // TestHostileIDTokens: a token whose signature does not verify, or that is
@@ -89,8 +83,8 @@ func TestHostileCookies(t *testing.T) {
 	b := newBrowser(t)
 	b.login(a, "Ada", "ada@example.com")
 	good := b.cookie(a.URL, "sid").Value
-	codec, _ := sessionstore.NewCodec([]string{testSecret}, 3600)
-	wrongLength, _ := codec.EncodeCookie("sid", sessionstore.NewToken()[:20])
+	codec, _ := httpsession.NewCodec([]string{testSecret}, 3600)
+	wrongLength, _ := codec.EncodeCookie("sid", httpsession.NewToken()[:20])
 	wrongAlphabet, _ := codec.EncodeCookie("sid", strings.Repeat("!", 43))
 	cases := map[string]string{
 		"signed, wrong length":    "sid=" + wrongLength,
@@ -106,58 +100,32 @@ func TestHostileCookies(t *testing.T) {
 	}
 }
 
-// TestAtRestRedisAndMongo: a dump of the Redis keys and the Mongo documents
-// holds neither the cookie's token nor user data in plain text.
-func TestAtRestRedisAndMongo(t *testing.T) {
+// TestAtRest: what each store holds (the SQLite file, a dump of the Redis
+// keys, the Mongo documents) has neither the cookie's token nor user data
+// in plain text.
+func TestAtRest(t *testing.T) {
 	p := startIDP(t)
-	for _, store := range []string{"redis", "mongo"} {
-		t.Run(store, func(t *testing.T) {
-			env := baseEnv(t, p, t.TempDir())
-			storeEnv(t, env, store)
+	for _, srv := range testbackends.All() {
+		if srv.Dump == nil {
+			continue // nothing outside the process to copy
+		}
+		t.Run(srv.Name, func(t *testing.T) {
+			env := withStore(t, baseEnv(t, p, t.TempDir()), srv)
 			a := startApp(t, env)
 			b := newBrowser(t)
 			b.login(a, "Grace Hopper", "grace.hopper@example.com")
-			codec, _ := sessionstore.NewCodec([]string{testSecret}, 3600)
+			codec, _ := httpsession.NewCodec([]string{testSecret}, 3600)
 			token, err := codec.DecodeCookie("sid", b.cookie(a.URL, "sid").Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var dump bytes.Buffer
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if store == "redis" {
-				opt, _ := redis.ParseURL(env["REDIS_URL"])
-				c := redis.NewClient(opt)
-				defer c.Close()
-				keys, err := c.Keys(ctx, "*").Result()
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, k := range keys {
-					v, _ := c.Get(ctx, k).Bytes()
-					dump.WriteString(k)
-					dump.Write(v)
-				}
-			} else {
-				client, db, err := mongostore.Connect(env["MONGODB_SESSION_URL"])
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer client.Disconnect(ctx)
-				cur, err := client.Database(db).Collection(env["MONGODB_SESSION_COLLECTION"]).Find(ctx, bson.D{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for cur.Next(ctx) {
-					dump.Write(cur.Current)
-				}
-			}
-			if !bytes.Contains(dump.Bytes(), []byte(sessionstore.KeyFor(token))) {
-				t.Fatalf("the dump does not hold the session's key: dumped the wrong place (%d bytes)", dump.Len())
+			dump := srv.Dump(t, env)
+			if !bytes.Contains(dump, []byte(httpsession.KeyFor(token))) {
+				t.Fatalf("the dump does not hold the session's key: dumped the wrong place (%d bytes)", len(dump))
 			}
 			for _, secret := range []string{token, "grace.hopper@example.com", "Grace Hopper"} {
-				if bytes.Contains(dump.Bytes(), []byte(secret)) {
-					t.Errorf("the %s dump contains %q", store, secret)
+				if bytes.Contains(dump, []byte(secret)) {
+					t.Errorf("the %s dump contains %q", srv.Name, secret)
 				}
 			}
 		})

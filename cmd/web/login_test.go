@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/httpsession"
+	"github.com/example/oauth-sessions/internal/testservers"
 
 	_ "modernc.org/sqlite"
 )
@@ -69,12 +70,8 @@ func expectSignedOut(t *testing.T, b *browser, a *app) {
 func expectSignedOutSoon(t *testing.T, b *browser, a *app) {
 	t.Helper()
 	start := time.Now()
-	for b.me(a).Status != http.StatusUnauthorized {
-		if time.Since(start) > time.Second {
-			t.Fatal("a session ended elsewhere is still signed in after 1s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testservers.WaitUntil(t, time.Second, func() bool { return b.me(a).Status == http.StatusUnauthorized },
+		"a session ended elsewhere signed out here too")
 	t.Logf("session ended elsewhere: signed out here after %s", time.Since(start).Round(time.Microsecond))
 	expectSignedOut(t, b, a)
 }
@@ -247,7 +244,7 @@ func TestBadCookiesAre401(t *testing.T) {
 	cases := map[string]string{
 		"tampered":       string(flipped),
 		"truncated":      good[:len(good)-6],
-		"unsigned token": sessionstore.NewToken(),
+		"unsigned token": httpsession.NewToken(),
 		"foreign secret": foreign,
 		"empty":          "",
 		"garbage":        "%%%not-a-cookie%%%",
@@ -414,7 +411,7 @@ func TestStoreCopyRevealsNothing(t *testing.T) {
 	a := startApp(t, baseEnv(t, p, dir))
 	b := newBrowser(t)
 	b.login(a, "Grace Hopper", "grace.hopper@example.com")
-	codec, err := sessionstore.NewCodec([]string{testSecret}, 3600)
+	codec, err := httpsession.NewCodec([]string{testSecret}, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +435,7 @@ func TestStoreCopyRevealsNothing(t *testing.T) {
 			t.Errorf("the SQLite file contains %q in plain text", secret)
 		}
 	}
-	if !bytes.Contains(all, []byte(sessionstore.KeyFor(token))) {
+	if !bytes.Contains(all, []byte(httpsession.KeyFor(token))) {
 		t.Error("the store key (hash of the token) was not found: the test is not looking at the right file")
 	}
 	info, err := os.Stat(filepath.Join(dir, "sessions.db"))

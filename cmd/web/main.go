@@ -101,7 +101,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := config.Load(getenv)
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
@@ -117,16 +117,16 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 
 	logger.Info("Initializing session store", "storeType", cfg.SessionStore, "environment", cfg.Env)
-	backend, err := openStore(ctx, cfg, logger)
+	backend, def, err := openStore(ctx, cfg, getenv, cfg.SessionStore, logger)
 	if err != nil {
 		return err
 	}
 	m := metrics.New()
-	cache := openCache(cfg, backend, logger) // before the metrics wrapper, which hides the change feed
+	backend = m.Store(def.Name, backend)
+	cache := openCache(cfg, backend, def.Name, logger)
 	if cache != nil {
 		m.Cache(cache)
 	}
-	backend = m.Store(cfg.SessionStore, backend)
 	defer func() {
 		if err := backend.Close(); err != nil {
 			logger.Warn("Closing session store failed", "error", err)
@@ -135,7 +135,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := backend.Ping(pingCtx); err != nil {
 		logger.Error("Session store is not reachable yet; serving 503 on session routes until it answers",
-			"storeType", cfg.SessionStore, "error", err)
+			"storeType", def.Name, "error", err)
 	}
 	cancel()
 
@@ -149,7 +149,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 
 	deps := handlers.Deps{
-		Logger: logger, Backend: backend, Cache: cache, StoreName: cfg.SessionStore, Codec: codec, Metrics: m,
+		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, Codec: codec, Metrics: m,
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,

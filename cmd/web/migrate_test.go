@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,39 +14,51 @@ import (
 	"time"
 
 	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/config"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"github.com/example/oauth-sessions/internal/testbackends"
 )
 
 // migrateSessions is how many sessions each migration test copies.
 const migrateSessions = 10000
 
-// storesEnv configures all three server-backed stores at once, each in its
-// own namespace, as an operator migrating between them would.
-func storesEnv(t *testing.T, redisURL, mongoURL, ns string) map[string]string {
-	dir := t.TempDir()
-	return map[string]string{
-		"SESSION_SECRET":             testSecret,
-		"SESSION_TTL":                "1h",
-		"DATA_DIR":                   dir,
-		"SESSION_SQLITE_PATH":        filepath.Join(dir, ns+".db"),
-		"REDIS_URL":                  redisURL,
-		"REDIS_KEY_PREFIX":           ns + ":",
-		"MONGODB_SESSION_URL":        mongoURL,
-		"MONGODB_SESSION_COLLECTION": ns,
+// persistentStores returns the built-in backends that keep sessions outside
+// the process: the ones sessions migrate between.
+func persistentStores(t *testing.T) []storetest.Server {
+	var out []storetest.Server
+	for _, s := range testbackends.All() {
+		if definition(t, s).Persistent {
+			out = append(out, s)
+		}
 	}
+	return out
+}
+
+// storesEnv configures every persistent store at once, each in its own
+// namespace, as an operator migrating between them would.
+func storesEnv(t *testing.T) map[string]string {
+	env := map[string]string{"SESSION_SECRET": testSecret, "SESSION_TTL": "1h", "DATA_DIR": t.TempDir()}
+	for _, s := range persistentStores(t) {
+		for k, v := range s.Env(t) {
+			if k != "SESSION_STORE" {
+				env[k] = v
+			}
+		}
+	}
+	return env
 }
 
 func openFor(t *testing.T, env map[string]string, store string) sessionstore.Backend {
 	t.Helper()
 	env = copyEnv(env)
 	env["SESSION_STORE"] = store
-	cfg, err := config.Load(func(k string) string { return env[k] })
+	getenv := func(k string) string { return env[k] }
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := openStore(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	b, _, err := openStore(t.Context(), cfg, getenv, store, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,12 +74,12 @@ func copyEnv(env map[string]string) map[string]string {
 	return out
 }
 
-func loginStore(t *testing.T, b sessionstore.Backend) *sessionstore.GorillaStore {
-	codec, err := sessionstore.NewCodec([]string{testSecret}, 7200)
+func loginStore(t *testing.T, b sessionstore.Backend) *httpsession.Manager {
+	codec, err := httpsession.NewCodec([]string{testSecret}, 7200)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sessionstore.NewGorillaStore(b, codec, sessionstore.Options{Kind: "login", TTL: time.Hour})
+	return httpsession.NewManager(b, codec, httpsession.Options{Kinds: []httpsession.Kind{{Name: httpsession.KindLogin, Cookie: "sid", TTL: time.Hour}}})
 }
 
 // seed writes n login sessions into b the way the app does and returns
@@ -86,10 +97,14 @@ func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
 				email := fmt.Sprintf("user%d@example.com", i%2000) // several sessions per user
 				r := httptest.NewRequest(http.MethodGet, "/", nil)
 				w := httptest.NewRecorder()
-				s := g.Fresh(r, "sid")
+				s, err := g.Fresh(r, "sid")
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				id := auth.Identity{ID: "sub" + email, Email: email, Name: "User", Provider: "google"}
-				s.Values["user"] = id
-				sessionstore.SetOwner(s, id.Owner())
+				s.Values[httpsession.KeyUser] = id
+				httpsession.SetOwner(s, id.Owner())
 				if err := s.Save(r, w); err != nil {
 					t.Errorf("seed: %v", err)
 					return
@@ -118,7 +133,7 @@ func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
 // stand-in for MongoDB.
 func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
 	t.Helper()
-	codec, _ := sessionstore.NewCodec([]string{testSecret}, 7200)
+	codec, _ := httpsession.NewCodec([]string{testSecret}, 7200)
 	stored := map[string]sessionstore.Entry{}
 	for e, err := range b.All(t.Context()) {
 		if err != nil {
@@ -132,11 +147,10 @@ func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := sessionstore.KeyFor(token)
+		key := httpsession.KeyFor(token)
 		rec, err := codec.OpenRecord(key, stored[key].Data)
-		var id auth.Identity
-		if err != nil || rec.Kind != "login" || json.Unmarshal(rec.Values["user"], &id) != nil || id.Email != email ||
-			stored[key].Owner != auth.OwnerKey(email) {
+		id, ok := httpsession.RecordValue[auth.Identity](rec, httpsession.KeyUser)
+		if err != nil || rec.Kind != httpsession.KindLogin || !ok || id.Email != email || stored[key].Owner != auth.OwnerKey(email) {
 			bad++
 		}
 	}
@@ -155,7 +169,7 @@ func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if u, ok := sessionstore.Value[auth.Identity](s, "user"); !ok || u.Email != email {
+		if u, ok := httpsession.Value[auth.Identity](s, httpsession.KeyUser); !ok || u.Email != email {
 			t.Fatalf("cookie of %s does not resolve through the app's lookup", email)
 		}
 	}
@@ -176,7 +190,7 @@ func runSessions(t *testing.T, env map[string]string, args ...string) (string, e
 // MongoDB server takes far longer over one write per session).
 func load(t *testing.T, b sessionstore.Backend, entries []sessionstore.Entry) {
 	t.Helper()
-	if bs, ok := b.(sessionstore.BatchSaver); ok {
+	if bs, ok := sessionstore.As[sessionstore.BatchSaver](b); ok {
 		if err := bs.SaveMany(t.Context(), entries); err != nil {
 			t.Fatal(err)
 		}
@@ -201,13 +215,15 @@ func load(t *testing.T, b sessionstore.Backend, entries []sessionstore.Entry) {
 }
 
 func TestMigrateEveryPair(t *testing.T) {
-	redisURL, _ := testservers.RedisURL(t)
-	mongoURL, _ := testservers.MongoURL(t, "migrate")
-	stores := []string{"sqlite", "redis", "mongo"}
+	var stores []string
+	for _, s := range persistentStores(t) {
+		stores = append(stores, s.Name)
+	}
 
-	// The sessions are made once, the way the app makes them (in SQLite,
-	// the fastest), and every source store starts from the same records.
-	seedStore := openFor(t, storesEnv(t, redisURL, mongoURL, "seed"), "sqlite")
+	// The sessions are made once, the way the app makes them (in the first
+	// store: SQLite, the fastest), and every source store starts from the
+	// same records.
+	seedStore := openFor(t, storesEnv(t), stores[0])
 	start := time.Now()
 	cookies := seed(t, seedStore, migrateSessions)
 	var entries []sessionstore.Entry
@@ -221,7 +237,7 @@ func TestMigrateEveryPair(t *testing.T) {
 
 	for _, from := range stores {
 		t.Run("from-"+from, func(t *testing.T) {
-			env := storesEnv(t, redisURL, mongoURL, "m"+from+fmt.Sprint(time.Now().UnixNano()%1e6))
+			env := storesEnv(t)
 			src := openFor(t, env, from)
 			start := time.Now()
 			load(t, src, entries)
@@ -332,33 +348,42 @@ func TestSessionsCLI(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	down := copyEnv(env)
-	down["SESSION_STORE"] = "redis"
-	down["REDIS_URL"] = fmt.Sprintf("redis://127.0.0.1:%d", freePort(t))
-	if out, err := runSessions(t, down, "stats"); err == nil || !strings.Contains(err.Error(), "cannot reach the redis session store") {
-		t.Fatalf("stats against a stopped Redis: %v\n%s", err, out)
+	for _, srv := range serverStores() {
+		down := copyEnv(env)
+		ownServer(t, down, srv).Stop(t)
+		if out, err := runSessions(t, down, "stats"); err == nil || !strings.Contains(err.Error(), "cannot reach the "+srv.Name+" session store") {
+			t.Fatalf("stats against a stopped %s: %v\n%s", srv.Name, err, out)
+		}
 	}
 }
 
 // TestSwitchStoreWithoutLoggingOut is the README's walkthrough: sign in on
-// SQLite, migrate to Redis, switch SESSION_STORE, still signed in.
+// the default store, migrate to one several instances can share, switch
+// SESSION_STORE, still signed in.
 func TestSwitchStoreWithoutLoggingOut(t *testing.T) {
 	p := startIDP(t)
-	redisURL, _ := testservers.RedisURL(t)
-	env := baseEnv(t, p, t.TempDir())
-	env["REDIS_URL"], env["REDIS_KEY_PREFIX"] = redisURL, "switch:"
-	a := startApp(t, env)
-	b := newBrowser(t)
-	b.login(a, "Ada", "ada@example.com")
-	a.stop(t)
+	from := backends()[0].Name
+	for _, srv := range testbackends.All() {
+		if !definition(t, srv).Shared {
+			continue
+		}
+		t.Run(from+"-to-"+srv.Name, func(t *testing.T) {
+			env := withStore(t, baseEnv(t, p, t.TempDir()), srv)
+			env["SESSION_STORE"] = from
+			a := startApp(t, env)
+			b := newBrowser(t)
+			b.login(a, "Ada", "ada@example.com")
+			a.stop(t)
 
-	out, err := runSessions(t, env, "migrate", "--from", "sqlite", "--to", "redis")
-	if err != nil || !strings.Contains(out, "copied 1,") {
-		t.Fatalf("migrate: %v\n%s", err, out)
-	}
-	env["SESSION_STORE"] = "redis"
-	a = startApp(t, env)
-	if m := expectSignedIn(t, b, a, "ada@example.com"); m.Session.Store != "redis" {
-		t.Fatalf("session now in %q, want redis", m.Session.Store)
+			out, err := runSessions(t, env, "migrate", "--from", from, "--to", srv.Name)
+			if err != nil || !strings.Contains(out, "copied 1,") {
+				t.Fatalf("migrate: %v\n%s", err, out)
+			}
+			env["SESSION_STORE"] = srv.Name
+			a = startApp(t, env)
+			if m := expectSignedIn(t, b, a, "ada@example.com"); m.Session.Store != srv.Name {
+				t.Fatalf("session now in %q, want %s", m.Session.Store, srv.Name)
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/example/oauth-sessions/internal/auth"
 	"github.com/example/oauth-sessions/internal/config"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
@@ -51,7 +51,7 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("sessions %s: %w", cmd, err)
 	}
-	cfg, err := config.Load(getenv)
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 	}
 	switch cmd {
 	case "list", "revoke", "purge", "stats", "backup":
-		store, err := openReachable(ctx, cfg, cfg.SessionStore, logger)
+		store, err := openReachable(ctx, cfg, getenv, cfg.SessionStore, logger)
 		if err != nil {
 			return err
 		}
@@ -93,7 +93,7 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 		if *from == "" || *to == "" {
 			return errors.New("sessions migrate: --from and --to are required")
 		}
-		return migrate(ctx, cfg, *from, *to, *dryRun, logger, stdout, stderr)
+		return migrate(ctx, cfg, getenv, *from, *to, *dryRun, logger, stdout, stderr)
 	}
 	fmt.Fprintln(stderr, sessionsUsage)
 	return fmt.Errorf("sessions: unknown command %q", cmd)
@@ -115,8 +115,8 @@ func sessionSecrets(cfg *config.Config, logger *slog.Logger) ([]string, error) {
 }
 
 // newCodec builds the cookie and record codec from the session secrets.
-func newCodec(cfg *config.Config, secrets []string) (*sessionstore.Codec, error) {
-	codec, err := sessionstore.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
+func newCodec(cfg *config.Config, secrets []string) (*httpsession.Codec, error) {
+	codec, err := httpsession.NewCodec(secrets, int(cfg.SessionTTL.Seconds())+60)
 	if err != nil {
 		return nil, fmt.Errorf("config: SESSION_SECRET: %w", err)
 	}
@@ -125,16 +125,12 @@ func newCodec(cfg *config.Config, secrets []string) (*sessionstore.Codec, error)
 
 // openReachable opens the named store and checks that it answers, so a CLI
 // run against a store that is down fails at once with a clear message.
-func openReachable(ctx context.Context, cfg *config.Config, name string, logger *slog.Logger) (sessionstore.Backend, error) {
-	if name == "mongodb" {
-		name = config.StoreMongo
-	}
-	c := *cfg
-	c.SessionStore = name
-	store, err := openStore(ctx, &c, logger)
+func openReachable(ctx context.Context, cfg *config.Config, getenv func(string) string, name string, logger *slog.Logger) (sessionstore.Backend, error) {
+	store, def, err := openStore(ctx, cfg, getenv, name, logger)
 	if err != nil {
 		return nil, err
 	}
+	name = def.Name
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := store.Ping(pctx); err != nil {
@@ -153,20 +149,19 @@ type described struct {
 	ok      bool
 }
 
-func describe(codec *sessionstore.Codec, e sessionstore.Entry) described {
+func describe(codec *httpsession.Codec, e sessionstore.Entry) described {
 	rec, err := codec.OpenRecord(e.Key, e.Data)
 	if err != nil {
 		return described{e: e}
 	}
 	d := described{e: e, kind: rec.Kind, created: rec.CreatedAt, ok: true}
-	var id auth.Identity
-	if json.Unmarshal(rec.Values["user"], &id) == nil {
+	if id, ok := httpsession.RecordValue[auth.Identity](rec, httpsession.KeyUser); ok {
 		d.user = id.Email
 	}
 	return d
 }
 
-func listSessions(ctx context.Context, store sessionstore.Store, codec *sessionstore.Codec, user string, stdout io.Writer) error {
+func listSessions(ctx context.Context, store sessionstore.Store, codec *httpsession.Codec, user string, stdout io.Writer) error {
 	var entries []sessionstore.Entry
 	if user != "" {
 		var err error
@@ -187,14 +182,14 @@ func listSessions(ctx context.Context, store sessionstore.Store, codec *sessions
 	for _, e := range entries {
 		d := describe(codec, e)
 		if !d.ok {
-			fmt.Fprintf(tw, "%s\t(sealed under another secret)\t\t\t\t%s\n", sessionstore.ShortID(e.Key), e.ExpiresAt.UTC().Format(layout))
+			fmt.Fprintf(tw, "%s\t(sealed under another secret)\t\t\t\t%s\n", httpsession.ShortID(e.Key), e.ExpiresAt.UTC().Format(layout))
 			continue
 		}
 		user := d.user
 		if user == "" {
 			user = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sessionstore.ShortID(e.Key), user, d.kind,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", httpsession.ShortID(e.Key), user, d.kind,
 			d.created.UTC().Format(layout), e.SeenAt.UTC().Format(layout), e.ExpiresAt.UTC().Format(layout))
 	}
 	return tw.Flush()
@@ -215,9 +210,7 @@ func revokeUser(ctx context.Context, store sessionstore.Store, user string, stdo
 }
 
 func purgeExpired(ctx context.Context, store sessionstore.Backend, name string, stdout io.Writer) error {
-	p, ok := store.(interface {
-		DeleteExpired(context.Context) (int64, error)
-	})
+	p, ok := sessionstore.As[sessionstore.ExpirySweeper](store)
 	if !ok {
 		fmt.Fprintf(stdout, "the %s store removes expired sessions by itself; nothing to purge\n", name)
 		return nil
@@ -237,9 +230,7 @@ func backup(ctx context.Context, store sessionstore.Backend, name, file string, 
 	if file == "" {
 		return errors.New("sessions backup: --to FILE is required")
 	}
-	b, ok := store.(interface {
-		Backup(ctx context.Context, path string) error
-	})
+	b, ok := sessionstore.As[sessionstore.Backuper](store)
 	if !ok {
 		return fmt.Errorf("sessions backup: the %s store is backed up by its server's own tools (see docs/deploy.md)", name)
 	}
@@ -250,7 +241,7 @@ func backup(ctx context.Context, store sessionstore.Backend, name, file string, 
 	return nil
 }
 
-func stats(ctx context.Context, store sessionstore.Store, codec *sessionstore.Codec, name string, stdout io.Writer) error {
+func stats(ctx context.Context, store sessionstore.Store, codec *httpsession.Codec, name string, stdout io.Writer) error {
 	kinds := map[string]int{}
 	var total, unreadable int
 	var oldest, newest time.Time
@@ -278,8 +269,8 @@ func stats(ctx context.Context, store sessionstore.Store, codec *sessionstore.Co
 	}
 	fmt.Fprintf(stdout, "store:             %s\n", name)
 	fmt.Fprintf(stdout, "live sessions:     %d\n", total)
-	fmt.Fprintf(stdout, "  logins:          %d (%d users)\n", kinds["login"], len(users))
-	fmt.Fprintf(stdout, "  logins underway: %d\n", kinds["oauth-flow"])
+	fmt.Fprintf(stdout, "  logins:          %d (%d users)\n", kinds[httpsession.KindLogin], len(users))
+	fmt.Fprintf(stdout, "  logins underway: %d\n", kinds[httpsession.KindFlow])
 	if unreadable > 0 {
 		fmt.Fprintf(stdout, "  other secret:    %d\n", unreadable)
 	}
@@ -294,16 +285,18 @@ func stats(ctx context.Context, store sessionstore.Store, codec *sessionstore.Co
 // remaining lifetime, from one store to another. Records are copied sealed
 // as they are: the cookies that point at them keep working once
 // SESSION_STORE names the target. Running it twice gives the same result.
-func migrate(ctx context.Context, cfg *config.Config, from, to string, dryRun bool, logger *slog.Logger, stdout, stderr io.Writer) error {
-	if from == to {
+func migrate(ctx context.Context, cfg *config.Config, getenv func(string) string, from, to string, dryRun bool, logger *slog.Logger, stdout, stderr io.Writer) error {
+	fromDef, _ := sessionstore.Lookup(backends(), from)
+	toDef, _ := sessionstore.Lookup(backends(), to)
+	if from == to || (fromDef.Name != "" && fromDef.Name == toDef.Name) {
 		return fmt.Errorf("sessions migrate: --from and --to are both %q", from)
 	}
-	src, err := openReachable(ctx, cfg, from, logger)
+	src, err := openReachable(ctx, cfg, getenv, from, logger)
 	if err != nil {
 		return fmt.Errorf("sessions migrate: --from: %w", err)
 	}
 	defer src.Close()
-	dst, err := openReachable(ctx, cfg, to, logger)
+	dst, err := openReachable(ctx, cfg, getenv, to, logger)
 	if err != nil {
 		return fmt.Errorf("sessions migrate: --to: %w", err)
 	}
@@ -329,7 +322,7 @@ func migrate(ctx context.Context, cfg *config.Config, from, to string, dryRun bo
 		errOnce.Do(func() { firstErr = err })
 	}
 	stopBar := progress(stderr, &done, len(entries))
-	if bs, ok := dst.(sessionstore.BatchSaver); ok {
+	if bs, ok := sessionstore.As[sessionstore.BatchSaver](dst); ok {
 		// Batches of live entries, in order, one call each.
 		const batch = 500
 		for start := 0; start < len(entries); start += batch {

@@ -11,130 +11,173 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"github.com/example/oauth-sessions/internal/testbackends"
 	"github.com/example/oauth-sessions/internal/testservers"
 )
 
-// storeEnv adds what SESSION_STORE=store needs to env, starting the server.
-func storeEnv(t *testing.T, env map[string]string, store string) {
+// withStore adds what the backend needs to env (its server started, its
+// own namespace) and returns env.
+func withStore(t *testing.T, env map[string]string, srv storetest.Server) map[string]string {
 	t.Helper()
-	env["SESSION_STORE"] = store
-	switch store {
-	case "redis":
-		env["REDIS_URL"], _ = testservers.RedisURL(t)
-		env["REDIS_KEY_PREFIX"] = "e2e:" + t.Name() + ":"
-	case "mongo", "mongodb":
-		env["MONGODB_SESSION_URL"], _ = testservers.MongoURL(t, "e2e")
-		env["MONGODB_SESSION_COLLECTION"] = "s" + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	for k, v := range srv.Env(t) {
+		env[k] = v
+	}
+	return env
+}
+
+// definition returns the built-in backend srv runs.
+func definition(t *testing.T, srv storetest.Server) sessionstore.Definition {
+	t.Helper()
+	d, ok := sessionstore.Lookup(backends(), srv.Name)
+	if !ok {
+		t.Fatalf("internal/testbackends names %q, which cmd/web/backends.go does not list", srv.Name)
+	}
+	return d
+}
+
+// TestTestBackendsMatchTheList: every built-in backend has its test
+// servers, in the same order, and nothing else does.
+func TestTestBackendsMatchTheList(t *testing.T) {
+	var built, tested []string
+	for _, d := range backends() {
+		built = append(built, d.Name)
+	}
+	for _, s := range testbackends.All() {
+		tested = append(tested, s.Name)
+	}
+	if strings.Join(built, ",") != strings.Join(tested, ",") {
+		t.Fatalf("cmd/web/backends.go lists %v, internal/testbackends %v", built, tested)
 	}
 }
 
 func TestEveryStoreKeepsSessionsAcrossRestart(t *testing.T) {
 	p := startIDP(t)
-	for _, store := range []string{"sqlite", "redis", "mongo", "mongodb", "memory"} {
-		t.Run(store, func(t *testing.T) {
-			env := baseEnv(t, p, t.TempDir())
-			storeEnv(t, env, store)
-			a := startApp(t, env)
-			if !strings.Contains(a.logs.String(), "Initializing session store") {
-				t.Fatalf("no start-up log line:\n%s", a.logs)
-			}
-			b := newBrowser(t)
-			b.login(a, "Ada Lovelace", "ada@example.com")
-			me := expectSignedIn(t, b, a, "ada@example.com")
-			wantStore := store
-			if store == "mongodb" {
-				wantStore = "mongo"
-			}
-			if me.Session.Store != wantStore {
-				t.Fatalf("session store = %q, want %q", me.Session.Store, wantStore)
-			}
-			a = a.restart(t)
-			if store == "memory" {
-				expectSignedOut(t, b, a)
-				home := b.get(a.URL + "/")
-				if !strings.Contains(home.Body, "the restart signed you out") {
-					t.Fatalf("home page after a memory-store restart does not say why the user is signed out:\n%s", home.Body)
+	for _, srv := range testbackends.All() {
+		def := definition(t, srv)
+		for _, name := range append([]string{def.Name}, def.Aliases...) {
+			t.Run(name, func(t *testing.T) {
+				env := withStore(t, baseEnv(t, p, t.TempDir()), srv)
+				env["SESSION_STORE"] = name
+				a := startApp(t, env)
+				if !strings.Contains(a.logs.String(), "Initializing session store") {
+					t.Fatalf("no start-up log line:\n%s", a.logs)
 				}
-				return
+				b := newBrowser(t)
+				b.login(a, "Ada Lovelace", "ada@example.com")
+				me := expectSignedIn(t, b, a, "ada@example.com")
+				if me.Session.Store != def.Name {
+					t.Fatalf("session store = %q, want %q", me.Session.Store, def.Name)
+				}
+				a = a.restart(t)
+				if !def.Persistent {
+					expectSignedOut(t, b, a)
+					home := b.get(a.URL + "/")
+					if !strings.Contains(home.Body, "the restart signed you out") {
+						t.Fatalf("home page after a restart of a store that keeps nothing does not say why the user is signed out:\n%s", home.Body)
+					}
+					return
+				}
+				expectSignedIn(t, b, a, "ada@example.com")
+			})
+		}
+	}
+}
+
+// serverStores returns the backends whose server a test may stop.
+func serverStores() []storetest.Server {
+	var out []storetest.Server
+	for _, s := range testbackends.All() {
+		if s.Own != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestServerRestartKeepsSessions: the store's server restarts under the
+// app; the session is still there once it is back.
+func TestServerRestartKeepsSessions(t *testing.T) {
+	p := startIDP(t)
+	for _, srv := range serverStores() {
+		t.Run(srv.Name, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			extra, server := srv.Own(t)
+			for k, v := range extra {
+				env[k] = v
 			}
+			a := startApp(t, env)
+			b := newBrowser(t)
+			b.login(a, "Ada", "ada@example.com")
+			server.Restart(t)
+			waitFor(t, 15*time.Second, func() bool { return b.me(a).Status == http.StatusOK })
 			expectSignedIn(t, b, a, "ada@example.com")
 		})
 	}
 }
 
-func TestRedisServerRestartKeepsSessions(t *testing.T) {
+// TestTwoInstancesShareTheStore: for every store several instances can
+// share, a session made on one is served by the other, and a sign-out on
+// one is seen by the other, even with the session in its cache.
+func TestTwoInstancesShareTheStore(t *testing.T) {
 	p := startIDP(t)
-	srv := testservers.Redis(t) // append-only persistence on
-	env := baseEnv(t, p, t.TempDir())
-	env["SESSION_STORE"] = "redis"
-	env["REDIS_HOST"], env["REDIS_PORT"] = "127.0.0.1", strings.Split(srv.Addr, ":")[1]
-	a := startApp(t, env)
-	b := newBrowser(t)
-	b.login(a, "Ada", "ada@example.com")
-	srv.Restart(t)
-	waitFor(t, 5*time.Second, func() bool { return b.me(a).Status == http.StatusOK })
-	expectSignedIn(t, b, a, "ada@example.com")
-}
-
-func TestTwoInstancesShareRedis(t *testing.T) {
-	p := startIDP(t)
-	srv := testservers.Redis(t)
-	env1 := baseEnv(t, p, t.TempDir())
-	env1["SESSION_STORE"], env1["REDIS_URL"] = "redis", "redis://"+srv.Addr
-	env2 := baseEnv(t, p, t.TempDir())
-	env2["SESSION_STORE"], env2["REDIS_URL"] = "redis", "redis://"+srv.Addr
-	one, two := startApp(t, env1), startApp(t, env2)
-
-	b := newBrowser(t)
-	b.login(one, "Ada", "ada@example.com")
-	// Same cookie, other instance (a load balancer would send it there).
-	sid := b.cookie(one.URL, "sid").Value
-	onTwo := func(method, path string) int {
-		req, _ := http.NewRequest(method, two.URL+path, nil)
-		req.Header.Set("Cookie", "sid="+sid)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	for _, srv := range testbackends.All() {
+		if !definition(t, srv).Shared {
+			continue
 		}
-		res.Body.Close()
-		return res.StatusCode
+		t.Run(srv.Name, func(t *testing.T) {
+			env1 := withStore(t, baseEnv(t, p, t.TempDir()), srv)
+			env2 := baseEnv(t, p, t.TempDir())
+			for k, v := range env1 {
+				if k != "PORT" && k != "BASE_URL" && k != "DATA_DIR" {
+					env2[k] = v
+				}
+			}
+			one, two := startApp(t, env1), startApp(t, env2)
+
+			b := newBrowser(t)
+			b.login(one, "Ada", "ada@example.com")
+			// Same cookie, other instance (a load balancer would send it there).
+			sid := b.cookie(one.URL, "sid").Value
+			onTwo := func(method, path string) int {
+				req, _ := http.NewRequest(method, two.URL+path, nil)
+				req.Header.Set("Cookie", "sid="+sid)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				return res.StatusCode
+			}
+			if s := onTwo(http.MethodGet, "/api/auth/me"); s != http.StatusOK {
+				t.Fatalf("instance two /api/auth/me = %d, want 200 (shared session)", s)
+			}
+			// Instance one has the session in its cache now, where it
+			// caches: the sign-out on two must reach it.
+			expectSignedIn(t, b, one, "ada@example.com")
+			if s := onTwo(http.MethodPost, "/api/auth/logout"); s != http.StatusOK {
+				t.Fatalf("logout on instance two = %d", s)
+			}
+			expectSignedOutSoon(t, b, one)
+		})
 	}
-	if s := onTwo(http.MethodGet, "/api/auth/me"); s != http.StatusOK {
-		t.Fatalf("instance two /api/auth/me = %d, want 200 (shared session)", s)
-	}
-	// Instance one has the session in its cache now: the sign-out on two
-	// must reach it through Redis's invalidation.
-	expectSignedIn(t, b, one, "ada@example.com")
-	if s := onTwo(http.MethodPost, "/api/auth/logout"); s != http.StatusOK {
-		t.Fatalf("logout on instance two = %d", s)
-	}
-	expectSignedOutSoon(t, b, one)
 }
 
-// ownServer starts a Redis or MongoDB-protocol server for this test alone
-// (the test stops and starts it) and points env at it.
-func ownServer(t *testing.T, env map[string]string, store, db string) *testservers.Proc {
+// ownServer starts a server of this test's own for srv (the test stops and
+// starts it) and points env at it.
+func ownServer(t *testing.T, env map[string]string, srv storetest.Server) *testservers.Proc {
 	t.Helper()
-	env["SESSION_STORE"] = store
-	if store == "redis" {
-		srv := testservers.Redis(t)
-		env["REDIS_URL"] = "redis://" + srv.Addr
-		return srv
+	extra, server := srv.Own(t)
+	for k, v := range extra {
+		env[k] = v
 	}
-	srv := testservers.Mongo(t)
-	env["MONGODB_SESSION_URL"] = "mongodb://" + srv.Addr + "/" + db
-	return srv
+	return server
 }
 
 func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testservers.WaitUntil(t, d, ok, "the condition")
 }
 
 func status(t *testing.T, b *browser, u string) (int, string) {
@@ -148,10 +191,10 @@ func status(t *testing.T, b *browser, u string) (int, string) {
 // everything works again once the server is back, without a restart.
 func TestStoreOutage503AndRecovery(t *testing.T) {
 	p := startIDP(t)
-	for _, store := range []string{"redis", "mongo"} {
-		t.Run(store, func(t *testing.T) {
+	for _, backend := range serverStores() {
+		t.Run(backend.Name, func(t *testing.T) {
 			env := baseEnv(t, p, t.TempDir())
-			srv := ownServer(t, env, store, "outage")
+			srv := ownServer(t, env, backend)
 			a := startApp(t, env)
 			b := newBrowser(t)
 			b.login(a, "Ada", "ada@example.com")
@@ -190,10 +233,10 @@ func TestStoreOutage503AndRecovery(t *testing.T) {
 // stop the app; it reports 503 until the store comes.
 func TestStartsWithStoreDown(t *testing.T) {
 	p := startIDP(t)
-	for _, store := range []string{"redis", "mongo"} {
-		t.Run(store, func(t *testing.T) {
+	for _, backend := range serverStores() {
+		t.Run(backend.Name, func(t *testing.T) {
 			env := baseEnv(t, p, t.TempDir())
-			srv := ownServer(t, env, store, "startdown")
+			srv := ownServer(t, env, backend)
 			srv.Stop(t)
 			a := startApp(t, env)
 			if !strings.Contains(a.logs.String(), "not reachable yet") {
@@ -218,15 +261,14 @@ func TestStartsWithStoreDown(t *testing.T) {
 // goroutines are left behind.
 func TestOutageUnderLoad(t *testing.T) {
 	p := startIDP(t)
-	for _, store := range []string{"redis", "mongo"} {
-		t.Run(store, func(t *testing.T) {
+	for _, backend := range serverStores() {
+		t.Run(backend.Name, func(t *testing.T) {
 			env := baseEnv(t, p, t.TempDir())
-			srv := ownServer(t, env, store, "load")
+			srv := ownServer(t, env, backend)
 			a := startApp(t, env)
 			b := newBrowser(t)
 			b.login(a, "Ada", "ada@example.com")
 			sid := b.cookie(a.URL, "sid").Value
-			time.Sleep(200 * time.Millisecond)
 			before := runtime.NumGoroutine()
 
 			var mu sync.Mutex
@@ -235,6 +277,8 @@ func TestOutageUnderLoad(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			client := &http.Client{Timeout: 10 * time.Second}
+			pace := time.NewTicker(time.Millisecond) // about 1000 requests/s in all
+			defer pace.Stop()
 			for range 8 {
 				wg.Go(func() {
 					for {
@@ -258,15 +302,20 @@ func TestOutageUnderLoad(t *testing.T) {
 						mu.Lock()
 						counts[code]++
 						mu.Unlock()
-						time.Sleep(5 * time.Millisecond)
+						select {
+						case <-pace.C:
+						case <-stop:
+							return
+						}
 					}
 				})
 			}
-			time.Sleep(300 * time.Millisecond)
+			count := func(code int) int { mu.Lock(); defer mu.Unlock(); return counts[code] }
+			waitFor(t, 10*time.Second, func() bool { return count(http.StatusOK) >= 50 })
 			srv.Stop(t)
-			// Longer than the Mongo client's 3s server selection, so
-			// requests see the outage rather than wait it out.
-			time.Sleep(4 * time.Second)
+			// Every worker sees the outage (a Mongo client answers once its
+			// 3s server selection gives up) before the store comes back.
+			waitFor(t, 15*time.Second, func() bool { return count(http.StatusServiceUnavailable) >= 8 })
 			back := time.Now()
 			srv.Start(t)
 			waitFor(t, 10*time.Second, func() bool { return lastOK.Load() > back.UnixNano() })
@@ -275,7 +324,7 @@ func TestOutageUnderLoad(t *testing.T) {
 			wg.Wait()
 			client.CloseIdleConnections()
 
-			t.Logf("%s: answers %v; first 200 %v after the store was back", store, counts, recovery.Round(time.Millisecond))
+			t.Logf("%s: answers %v; first 200 %v after the store was back", backend.Name, counts, recovery.Round(time.Millisecond))
 			for code, n := range counts {
 				if code != http.StatusOK && code != http.StatusServiceUnavailable {
 					t.Errorf("%d answers with status %d (-1 = connection error); want only 200 and 503", n, code)
@@ -288,13 +337,8 @@ func TestOutageUnderLoad(t *testing.T) {
 				t.Errorf("first success %v after the store came back, want within 2s", recovery)
 			}
 			expectSignedIn(t, b, a, "ada@example.com")
-			deadline := time.Now().Add(5 * time.Second)
-			for runtime.NumGoroutine() > before+5 && time.Now().Before(deadline) {
-				time.Sleep(100 * time.Millisecond)
-			}
-			if n := runtime.NumGoroutine(); n > before+5 {
-				t.Errorf("goroutines: %d before the outage, %d after: a leak", before, n)
-			}
+			testservers.WaitUntil(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before+5 },
+				"goroutines back near the %d before the outage (a leak otherwise)", before)
 		})
 	}
 }

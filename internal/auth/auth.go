@@ -32,6 +32,18 @@ type Identity struct {
 	Provider string `json:"provider"`
 }
 
+// DisplayName is how pages address the user: the name, else the email,
+// else the provider's subject.
+func (i Identity) DisplayName() string {
+	switch {
+	case i.Name != "":
+		return i.Name
+	case i.Email != "":
+		return i.Email
+	}
+	return i.ID
+}
+
 // Flow is what a started login must remember until its callback.
 type Flow struct {
 	State    string `json:"state"`

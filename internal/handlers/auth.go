@@ -10,31 +10,26 @@ import (
 	"time"
 
 	"github.com/gorilla/sessions"
+	"github.com/labstack/echo-contrib/session"
 	"github.com/labstack/echo/v4"
 
 	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/httpsession"
 )
 
-const (
-	loginCookie = "sid"
-	userKey     = "user"
-	deviceKey   = "device"
-	flowKey     = "flow"
-)
-
-// flowCookie names the cookie of the login flow for state. Each started
+// flowCookieName names the cookie of the login flow for state. Each started
 // login has its own short-lived session and cookie, so logins started in
 // several tabs never overwrite each other, and a state is only usable in the
 // browser that started it.
-func flowCookie(state string) string {
+func (s *server) flowCookieName(r *http.Request, state string) string {
 	sum := sha256.Sum256([]byte(state))
-	return "oauth_" + hex.EncodeToString(sum[:8])
+	return s.cookies.name(r, flowCookie+hex.EncodeToString(sum[:8]))
 }
 
-// loginSession loads the visitor's login session (possibly empty).
+// loginSession loads the visitor's login session (possibly empty) through
+// echo-contrib's session middleware.
 func (s *server) loginSession(c echo.Context) (*sessions.Session, error) {
-	return s.login.Get(c.Request(), s.cookies.name(c.Request(), loginCookie))
+	return session.Get(s.cookies.name(c.Request(), loginCookie), c)
 }
 
 // currentUser returns the signed-in identity, if any.
@@ -43,7 +38,7 @@ func (s *server) currentUser(c echo.Context) (*sessions.Session, auth.Identity, 
 	if err != nil {
 		return nil, auth.Identity{}, false, err
 	}
-	u, ok := sessionstore.Value[auth.Identity](sess, userKey)
+	u, ok := httpsession.Value[auth.Identity](sess, httpsession.KeyUser)
 	return sess, u, ok && u.ID != "", nil
 }
 
@@ -58,14 +53,16 @@ func (s *server) startLogin() echo.HandlerFunc {
 			s.Metrics.Login("failed", "provider_unreachable")
 			return providerDown(err)
 		}
-		sess := s.flows.Fresh(r, s.cookies.name(r, flowCookie(flow.State)))
-		sess.Values[flowKey] = flow
+		sess, err := session.Get(s.flowCookieName(r, flow.State), c)
+		if err != nil {
+			return err
+		}
+		sess.Values[httpsession.KeyFlow] = flow
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
 		s.Metrics.Login("started", "")
-		s.Logger.Info("Login started", "provider", s.Provider.Name(), "flow", sessionstore.InfoOf(sess).Key)
-		c.Response().Header().Set("Cache-Control", "no-store")
+		s.Logger.Info("Login started", "provider", s.Provider.Name(), "flow", httpsession.InfoOf(sess).Key)
 		return c.Redirect(http.StatusFound, authURL)
 	}
 }
@@ -79,7 +76,7 @@ const maxPendingLogins = 5
 // maxPendingLogins of them; a few tabs at once stay well below.
 func (s *server) clearAbandonedLogins(c echo.Context) error {
 	r := c.Request()
-	prefix := s.cookies.name(r, "oauth_")
+	prefix := s.cookies.name(r, flowCookie)
 	var pending []string
 	for _, ck := range r.Cookies() {
 		if strings.HasPrefix(ck.Name, prefix) {
@@ -90,7 +87,7 @@ func (s *server) clearAbandonedLogins(c echo.Context) error {
 		return nil
 	}
 	for _, name := range pending {
-		old, err := s.flows.Get(r, name)
+		old, err := session.Get(name, c)
 		if err != nil {
 			return err
 		}
@@ -121,11 +118,11 @@ func (s *server) finishLogin() echo.HandlerFunc {
 			s.Metrics.Login("failed", "bad_state")
 			return badFlow("The sign-in response had no valid state.")
 		}
-		flowSess, err := s.flows.Get(r, s.cookies.name(r, flowCookie(state)))
+		flowSess, err := session.Get(s.flowCookieName(r, state), c)
 		if err != nil {
 			return err
 		}
-		flow, ok := sessionstore.Value[auth.Flow](flowSess, flowKey)
+		flow, ok := httpsession.Value[auth.Flow](flowSess, httpsession.KeyFlow)
 		if flowSess.IsNew || !ok || !auth.CheckState(flow, state) {
 			s.Metrics.Login("failed", "bad_state")
 			s.Logger.Info("Login refused", "reason", "unknown or replayed state")
@@ -176,17 +173,17 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		}
 		// A fresh token at every login: whatever session the browser had
 		// before (perhaps planted by someone else) is deleted.
-		if err := s.login.Regenerate(r.Context(), sess); err != nil {
+		if err := s.sessions.Regenerate(r.Context(), sess); err != nil {
 			return err
 		}
-		sess.Values[userKey] = id
-		sess.Values[deviceKey] = auth.Device(r.UserAgent())
-		sessionstore.SetOwner(sess, id.Owner())
+		sess.Values[httpsession.KeyUser] = id
+		sess.Values[httpsession.KeyDevice] = auth.Device(r.UserAgent())
+		httpsession.SetOwner(sess, id.Owner())
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
 		s.Metrics.Login("succeeded", "")
-		s.Logger.Info("User logged in", "provider", id.Provider, "session", sessionstore.InfoOf(sess).Key)
+		s.Logger.Info("User logged in", "provider", id.Provider, "session", httpsession.InfoOf(sess).Key)
 		return c.Redirect(http.StatusFound, auth.SafeReturnPath(flow.ReturnTo))
 	}
 }
@@ -208,18 +205,11 @@ type sessionInfo struct {
 	ExpiresAt string `json:"expiresAt"`
 }
 
+// me is GET /api/auth/me, behind requireUser: who is signed in.
 func (s *server) me() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sess, user, ok, err := s.currentUser(c)
-		if err != nil {
-			return err
-		}
-		c.Response().Header().Set("Cache-Control", "no-store")
-		if !ok {
-			return c.JSON(http.StatusUnauthorized, errorBody{Error: "not signed in"})
-		}
-		info := sessionstore.InfoOf(sess)
-		return c.JSON(http.StatusOK, meResponse{User: user, Session: sessionInfo{
+		info := httpsession.InfoOf(loginOf(c))
+		return c.JSON(http.StatusOK, meResponse{User: userOf(c), Session: sessionInfo{
 			Store: s.StoreName, CreatedAt: jsonTime(info.CreatedAt), ExpiresAt: jsonTime(info.ExpiresAt),
 		}})
 	}
@@ -232,8 +222,8 @@ func (s *server) logout() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if !sess.IsNew || sessionstore.InfoOf(sess).Lost {
-			key := sessionstore.InfoOf(sess).Key
+		if !sess.IsNew || httpsession.InfoOf(sess).Lost {
+			key := httpsession.InfoOf(sess).Key
 			sess.Options.MaxAge = -1
 			if err := sess.Save(r, c.Response()); err != nil {
 				return err
@@ -242,32 +232,29 @@ func (s *server) logout() echo.HandlerFunc {
 				s.Logger.Info("User logged out", "session", key)
 			}
 		}
-		c.Response().Header().Set("Cache-Control", "no-store")
 		if strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationForm) {
 			return c.Redirect(http.StatusSeeOther, "/")
 		}
-		return c.JSON(http.StatusOK, map[string]bool{"ok": true})
+		return c.JSON(http.StatusOK, okBody{OK: true})
 	}
 }
 
 func (s *server) home() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		data := map[string]any{
-			"Store": s.StoreName, "Demo": s.DevProvider != nil, "Production": s.Production,
-		}
+		data := homePage{page: page{Title: "Sign in"}, Store: s.StoreName, Demo: s.DevProvider != nil, Production: s.Production}
 		sess, user, ok, err := s.currentUser(c)
 		if err != nil {
-			if errors.Is(err, sessionstore.ErrUnavailable) {
-				data["StoreDown"] = true
+			if errors.Is(err, httpsession.ErrUnavailable) {
+				data.StoreDown = true
 				return s.render(c, http.StatusServiceUnavailable, "home.html", data)
 			}
 			return err
 		}
-		info := sessionstore.InfoOf(sess)
+		info := httpsession.InfoOf(sess)
 		if ok {
-			data["User"], data["CreatedAt"], data["ExpiresAt"] = user, info.CreatedAt, info.ExpiresAt
+			data.User, data.CreatedAt, data.ExpiresAt = &user, info.CreatedAt, info.ExpiresAt
 		} else if info.Lost {
-			data["Lost"] = true
+			data.Lost = true
 			// The browser kept a cookie for a session that is gone; clear it.
 			sess.Options.MaxAge = -1
 			_ = sess.Save(c.Request(), c.Response())
@@ -276,23 +263,30 @@ func (s *server) home() echo.HandlerFunc {
 	}
 }
 
+// healthResponse is the JSON of /healthz and /readyz.
+type healthResponse struct {
+	Status string `json:"status"`
+	Store  string `json:"store,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
 func (s *server) healthz() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+		return c.JSON(http.StatusOK, healthResponse{Status: "ok"})
 	}
 }
 
 func (s *server) readyz() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if s.stopping() {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining", "store": s.StoreName})
+			return c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "draining", Store: s.StoreName})
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := s.Backend.Ping(ctx); err != nil {
 			s.Logger.Warn("Readiness check failed", "store", s.StoreName, "error", err)
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": s.StoreName, "error": storeDownMessage})
+			return c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "unavailable", Store: s.StoreName, Error: storeDownMessage})
 		}
-		return c.JSON(http.StatusOK, map[string]string{"status": "ready", "store": s.StoreName})
+		return c.JSON(http.StatusOK, healthResponse{Status: "ready", Store: s.StoreName})
 	}
 }

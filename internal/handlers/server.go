@@ -1,9 +1,13 @@
 // Package handlers is the HTTP surface: every route is in routes.go, the
 // handlers beside it close over what they need. New builds the whole handler
 // from its dependencies; nothing here is global.
+//
+// Build your own pages and APIs in app.go: routes in the groups that
+// requireUser guards get the signed-in user from userOf(c).
 package handlers
 
 import (
+	"bytes"
 	"errors"
 	"html/template"
 	"io/fs"
@@ -18,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/example/oauth-sessions/internal/auth"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/metrics"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
@@ -26,9 +31,9 @@ import (
 type Deps struct {
 	Logger    *slog.Logger
 	Backend   sessionstore.Backend
-	Cache     *sessionstore.Cache // nil: every session check reads the store
-	StoreName string              // "sqlite", "redis", "mongo", "memory"
-	Codec     *sessionstore.Codec
+	Cache     *httpsession.Cache // nil: every session check reads the store
+	StoreName string             // "sqlite", "redis", "mongo", "memory"
+	Codec     *httpsession.Codec
 	Provider  *auth.Provider
 	Metrics   *metrics.Metrics
 	// DevProvider, when set, is the built-in demo provider, mounted below
@@ -50,25 +55,33 @@ type Deps struct {
 	// then answers 503 and responses close their connections while the
 	// server drains.
 	Stopping <-chan struct{}
+	// Now is the clock of the session layer (time.Now when nil).
+	Now func() time.Time
 }
 
-// server holds the dependencies and the two session stores built on them.
+// server holds the dependencies and the session layer built on them.
 type server struct {
 	Deps
-	login   *sessionstore.GorillaStore
-	flows   *sessionstore.GorillaStore
-	cookies cookies
+	sessions *httpsession.Manager
+	cookies  cookies
 }
+
+// Cookie names of the two kinds of session (with "__Host-" in front when
+// the cookies are Secure).
+const (
+	loginCookie = "sid"    // a signed-in user
+	flowCookie  = "oauth_" // + a hash of the state: one per started login
+)
 
 // New returns the application's HTTP handler.
 func New(d Deps) *echo.Echo {
 	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}}
-	s.login = sessionstore.NewGorillaStore(d.Backend, d.Codec, sessionstore.Options{
-		Kind: "login", TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter,
-		Cookie: s.cookies.attributes, Cache: d.Cache, Logger: d.Logger,
-	})
-	s.flows = sessionstore.NewGorillaStore(d.Backend, d.Codec, sessionstore.Options{
-		Kind: "oauth-flow", TTL: auth.FlowTTL, Cookie: s.cookies.attributes, Logger: d.Logger,
+	s.sessions = httpsession.NewManager(d.Backend, d.Codec, httpsession.Options{
+		Kinds: []httpsession.Kind{
+			{Name: httpsession.KindLogin, Cookie: loginCookie, TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter, Cache: d.Cache},
+			{Name: httpsession.KindFlow, Cookie: flowCookie, Prefix: true, TTL: auth.FlowTTL},
+		},
+		Cookie: s.cookies.attributes, Now: d.Now, Logger: d.Logger,
 	})
 
 	e := echo.New()
@@ -118,6 +131,11 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
+// okBody answers a state change that has nothing else to say.
+type okBody struct {
+	OK bool `json:"ok"`
+}
+
 // pageError is an error with the page a person should see.
 type pageError struct {
 	status int
@@ -147,7 +165,7 @@ func (s *server) handleError(err error, c echo.Context) {
 	var pe *pageError
 	var he *echo.HTTPError
 	switch {
-	case errors.Is(err, sessionstore.ErrUnavailable):
+	case errors.Is(err, httpsession.ErrUnavailable):
 		status, title, detail = http.StatusServiceUnavailable, "Session store unavailable", storeDownMessage
 	case errors.As(err, &pe):
 		status, title, detail = pe.status, pe.title, pe.detail
@@ -160,7 +178,9 @@ func (s *server) handleError(err error, c echo.Context) {
 			detail = title
 		}
 	}
-	level := slog.LevelInfo
+	// Refusals (4xx) are logged where they are decided, when they matter:
+	// one line per anonymous request here would drown the rest.
+	level := slog.LevelDebug
 	if status >= 500 {
 		level = slog.LevelError
 	}
@@ -172,14 +192,10 @@ func (s *server) handleError(err error, c echo.Context) {
 		return
 	}
 	if wantsJSON(c) {
-		msg := detail
-		if status == http.StatusServiceUnavailable {
-			msg = storeDownMessage
-		}
-		_ = c.JSON(status, errorBody{Error: msg})
+		_ = c.JSON(status, errorBody{Error: detail})
 		return
 	}
-	_ = s.render(c, status, "error.html", map[string]any{"Status": status, "Title": title, "Detail": detail})
+	_ = s.render(c, status, "error.html", errorPage{page: page{Title: title}, Status: status, Detail: detail, RequestID: requestID(c)})
 }
 
 func wantsJSON(c echo.Context) bool {
@@ -195,14 +211,34 @@ func requestID(c echo.Context) string {
 	return c.Response().Header().Get(echo.HeaderXRequestID)
 }
 
-func (s *server) render(c echo.Context, status int, name string, data map[string]any) error {
-	var b strings.Builder
+// render executes a page template; a template error is a 500 with a
+// plain message, logged.
+func (s *server) render(c echo.Context, status int, name string, data any) error {
+	var b bytes.Buffer
 	if err := s.Templates.ExecuteTemplate(&b, name, data); err != nil {
 		s.Logger.Error("template failed", "template", name, "error", err)
 		return c.String(http.StatusInternalServerError, "internal error")
 	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.HTML(status, b.String())
+	return c.HTMLBlob(status, b.Bytes())
+}
+
+// noStore marks every response not to be cached: pages and API answers
+// show or change a session, and a shared cache or the Back button must
+// never replay them. It is the one place Cache-Control is set; the static
+// files' route overrides it.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		return next(c)
+	}
+}
+
+// staticCache lets browsers keep the CSS and scripts for an hour.
+func staticCache(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderCacheControl, "public, max-age=3600")
+		return next(c)
+	}
 }
 
 // requestLogger logs one structured line per request; never cookies or

@@ -1,15 +1,13 @@
 package handlers
 
 import (
-	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/httpsession"
 )
 
 // sessionView is one session in GET /api/auth/sessions and on the page.
@@ -22,31 +20,29 @@ type sessionView struct {
 	ExpiresAt  time.Time `json:"expiresAt"`
 }
 
+// sessionsResponse is the JSON of GET /api/auth/sessions.
 type sessionsResponse struct {
 	Sessions []sessionView `json:"sessions"`
 }
 
+// revokedResponse is the JSON of POST /api/auth/sessions/revoke-others.
+type revokedResponse struct {
+	Revoked int `json:"revoked"`
+}
+
 // mySessions returns the signed-in user's live sessions, newest use first,
-// and the store key of the current one. It answers 401 for visitors.
-func (s *server) mySessions(c echo.Context) ([]sessionView, []sessionstore.Summary, string, error) {
-	sess, user, ok, err := s.currentUser(c)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	if !ok {
-		return nil, nil, "", echo.NewHTTPError(http.StatusUnauthorized, "not signed in")
-	}
-	current := sessionstore.KeyOf(sess)
-	list, err := s.login.Sessions(c.Request().Context(), user.Owner())
+// and the store key of the current one.
+func (s *server) mySessions(c echo.Context) ([]sessionView, []httpsession.Summary, string, error) {
+	current := httpsession.KeyOf(loginOf(c))
+	list, err := s.sessions.Sessions(c.Request().Context(), httpsession.KindLogin, userOf(c).Owner())
 	if err != nil {
 		return nil, nil, "", err
 	}
 	views := make([]sessionView, 0, len(list))
 	for _, x := range list {
-		var device string
-		_ = json.Unmarshal(x.Values[deviceKey], &device) // absent in old sessions: ""
+		device, _ := httpsession.SummaryValue[string](x, httpsession.KeyDevice) // absent in old sessions: ""
 		views = append(views, sessionView{
-			ID: sessionstore.ShortID(x.Key), Current: x.Key == current, Device: device,
+			ID: httpsession.ShortID(x.Key), Current: x.Key == current, Device: device,
 			CreatedAt: x.CreatedAt.UTC(), LastSeenAt: x.SeenAt.UTC(), ExpiresAt: x.ExpiresAt.UTC(),
 		})
 	}
@@ -68,7 +64,6 @@ func (s *server) listSessions() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusOK, sessionsResponse{Sessions: views})
 	}
 }
@@ -81,19 +76,19 @@ func (s *server) revokeSession() echo.HandlerFunc {
 		}
 		id := c.Param("id")
 		for _, x := range list {
-			if sessionstore.ShortID(x.Key) != id {
+			if httpsession.ShortID(x.Key) != id {
 				continue
 			}
-			if err := s.login.Revoke(c.Request().Context(), x.Key); err != nil {
+			if err := s.sessions.Revoke(c.Request().Context(), x.Key); err != nil {
 				return err
 			}
 			if x.Key == current {
-				sess, _ := s.loginSession(c)
+				sess := loginOf(c)
 				sess.Options.MaxAge = -1
 				_ = sess.Save(c.Request(), c.Response()) // already deleted: clears the cookie
 			}
 			s.Logger.Info("Session revoked", "session", id, "current", x.Key == current)
-			return c.JSON(http.StatusOK, map[string]bool{"ok": true})
+			return c.JSON(http.StatusOK, okBody{OK: true})
 		}
 		return echo.NewHTTPError(http.StatusNotFound, "no such session")
 	}
@@ -110,27 +105,22 @@ func (s *server) revokeOtherSessions() echo.HandlerFunc {
 			if x.Key == current {
 				continue
 			}
-			if err := s.login.Revoke(c.Request().Context(), x.Key); err != nil {
+			if err := s.sessions.Revoke(c.Request().Context(), x.Key); err != nil {
 				return err
 			}
 			n++
 		}
 		s.Logger.Info("Other sessions revoked", "count", n)
-		return c.JSON(http.StatusOK, map[string]int{"revoked": n})
+		return c.JSON(http.StatusOK, revokedResponse{Revoked: n})
 	}
 }
 
 func (s *server) sessionsPage() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		views, _, _, err := s.mySessions(c)
-		var he *echo.HTTPError
-		if errors.As(err, &he) && he.Code == http.StatusUnauthorized {
-			return c.Redirect(http.StatusFound, "/")
-		}
 		if err != nil {
 			return err
 		}
-		_, user, _, _ := s.currentUser(c)
-		return s.render(c, http.StatusOK, "sessions.html", map[string]any{"Sessions": views, "User": user, "Store": s.StoreName})
+		return s.render(c, http.StatusOK, "sessions.html", sessionsPage{page: page{Title: "Your sessions"}, User: userOf(c), Store: s.StoreName, Sessions: views})
 	}
 }

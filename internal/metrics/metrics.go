@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
@@ -59,24 +60,25 @@ func (m *Metrics) Login(stage, reason string) {
 }
 
 // Cache exports the session cache's counters.
-func (m *Metrics) Cache(c *sessionstore.Cache) {
-	counter := func(name, help string, v func(sessionstore.CacheStats) uint64) prometheus.Collector {
+func (m *Metrics) Cache(c *httpsession.Cache) {
+	counter := func(name, help string, v func(httpsession.CacheStats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(v(c.Stats())) })
 	}
 	m.reg.MustRegister(
-		counter("session_cache_hits_total", "Session checks answered from memory.", func(s sessionstore.CacheStats) uint64 { return s.Hits }),
-		counter("session_cache_misses_total", "Session checks that went to the store.", func(s sessionstore.CacheStats) uint64 { return s.Misses }),
-		counter("session_cache_invalidations_total", "Invalidations received (one key, or everything).", func(s sessionstore.CacheStats) uint64 { return s.Invalidations }),
+		counter("session_cache_hits_total", "Session checks answered from memory.", func(s httpsession.CacheStats) uint64 { return s.Hits }),
+		counter("session_cache_misses_total", "Session checks that went to the store.", func(s httpsession.CacheStats) uint64 { return s.Misses }),
+		counter("session_cache_invalidations_total", "Invalidations received (one key, or everything).", func(s httpsession.CacheStats) uint64 { return s.Invalidations }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "session_cache_entries", Help: "Sessions held in the cache."},
 			func() float64 { return float64(c.Stats().Entries) }),
 	)
 }
 
 // Store wraps b so that every operation is timed and its errors counted,
-// and, where b can count its records cheaply, exports that count.
+// and, where b can count its records cheaply, exports that count. b's
+// optional capabilities stay reachable through sessionstore.As.
 func (m *Metrics) Store(name string, b sessionstore.Backend) sessionstore.Backend {
-	if c, ok := b.(sessionstore.Counter); ok {
+	if c, ok := sessionstore.As[sessionstore.Counter](b); ok {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "session_store_live_records",
 			Help:        "Live records in the session store (login sessions and logins in progress). Only for stores that count cheaply.",
@@ -99,6 +101,9 @@ type instrumented struct {
 	m    *Metrics
 	name string
 }
+
+// Unwrap implements sessionstore.Wrapper.
+func (s *instrumented) Unwrap() sessionstore.Backend { return s.Backend }
 
 func (s *instrumented) observe(op string, start time.Time, err error) {
 	s.m.storeDur.WithLabelValues(s.name, op).Observe(time.Since(start).Seconds())

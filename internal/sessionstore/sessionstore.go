@@ -1,18 +1,26 @@
-// Package sessionstore defines the contract every session backend meets and
-// the pieces shared by all of them: opaque session tokens, sealed records and
-// an adapter that turns any backend into a gorilla/sessions store.
+// Package sessionstore is the contract every session backend meets: Store
+// (bytes under opaque keys, with an expiry and an owner), the optional
+// capabilities a backend may add (ChangeFeed, BatchSaver, Counter,
+// ExpirySweeper, Backuper), and Definition, which is how a backend
+// introduces itself to the program. It knows nothing of HTTP, cookies or
+// records: that is package httpsession.
 //
-// The backends themselves live in sub-packages (memstore, sqlitestore,
-// redisstore, mongostore), one small package each, so a project that needs
-// only one of them can delete the others and drop their drivers.
+// The backends live in sub-packages (memstore, sqlitestore, redisstore,
+// mongostore), one small package each importing only this contract, so a
+// project that needs only one of them deletes the others' folders and their
+// lines in cmd/web/backends.go and internal/testbackends, and drops their
+// drivers with go mod tidy.
 package sessionstore
 
 import (
 	"context"
 	"iter"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/example/oauth-sessions/internal/envconfig"
 )
 
 // Store is a key/value backend for session records, with an index of the
@@ -67,6 +75,96 @@ type Backend interface {
 	Ping(ctx context.Context) error
 	// Close releases connections and stops background cleanup.
 	Close() error
+}
+
+// Definition introduces a backend to the program: the name SESSION_STORE
+// gives it, what kind of store it is, and how to open it from its own
+// environment variables. Each backend package exports one.
+type Definition struct {
+	// Name is the SESSION_STORE value ("sqlite"); Aliases are accepted too.
+	Name    string
+	Aliases []string
+	// Persistent: sessions survive a restart of the app.
+	Persistent bool
+	// Shared: several app instances can use it at once.
+	Shared bool
+	// DevelopmentOnly backends are refused in production unless the
+	// operator explicitly allows them.
+	DevelopmentOnly bool
+	// Configure reads the backend's variables through env (problems are
+	// recorded there, each naming its variable) and returns how to open
+	// it. It does not connect or touch files.
+	Configure func(env *envconfig.Reader, p Params) Opener
+}
+
+// Params are the program-wide settings a backend may need.
+type Params struct {
+	// DataDir is where embedded stores keep their files by default.
+	DataDir string
+	// Follow asks for a change feed: the app caches sessions when the
+	// backend can report writes made elsewhere.
+	Follow bool
+	Logger *slog.Logger
+}
+
+// Opener opens a configured backend. A server that does not answer yet is
+// not an error: the backend reconnects, and Ping says when it is back.
+type Opener func(ctx context.Context) (Backend, error)
+
+// Lookup returns the definition called name (or aliased so).
+func Lookup(defs []Definition, name string) (Definition, bool) {
+	for _, d := range defs {
+		if d.Name == name || slices.Contains(d.Aliases, name) {
+			return d, true
+		}
+	}
+	return Definition{}, false
+}
+
+// Names returns every name the definitions answer to, aliases included,
+// in order; the first is the default.
+func Names(defs []Definition) []string {
+	var out []string
+	for _, d := range defs {
+		out = append(append(out, d.Name), d.Aliases...)
+	}
+	return out
+}
+
+// Wrapper is implemented by backends that wrap another (metrics): the
+// optional capabilities of the wrapped one stay reachable through As.
+type Wrapper interface {
+	Unwrap() Backend
+}
+
+// As returns the first backend in b's chain of wrappers that implements T
+// (a capability such as ChangeFeed), and whether there is one.
+func As[T any](b Backend) (T, bool) {
+	for b != nil {
+		if t, ok := b.(T); ok {
+			return t, true
+		}
+		w, ok := b.(Wrapper)
+		if !ok {
+			break
+		}
+		b = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// ExpirySweeper is implemented by backends whose server does not expire
+// records by itself (SQLite, MongoDB without a TTL index): expired
+// records are deleted by a periodic sweep, or on demand.
+type ExpirySweeper interface {
+	DeleteExpired(ctx context.Context) (int64, error)
+}
+
+// Backuper is implemented by embedded backends that can write a
+// consistent copy of themselves while serving.
+type Backuper interface {
+	Backup(ctx context.Context, path string) error
 }
 
 // BatchSaver is implemented by backends that write many entries much faster

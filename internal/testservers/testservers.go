@@ -1,11 +1,12 @@
-// Package testservers starts real Redis and MongoDB-protocol servers for
-// tests: on free loopback ports, in temporary folders, stopped when the test
-// ends. A missing server binary fails the test with the line that installs
-// it; it never skips.
+// Package testservers runs the real server processes tests need (a
+// backend's own test helpers say which: redisstore/redistest,
+// mongostore/mongotest), on free loopback ports, in temporary folders,
+// stopped when the test ends, and holds the one helper tests use to wait
+// for something to happen (WaitUntil). A missing server binary fails the
+// test with the line that installs it; it never skips.
 package testservers
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -15,9 +16,23 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
+
+// WaitUntil polls cond until it holds, failing the test with what (a
+// format and its arguments) if it does not within d. It is the one place
+// tests wait for something to happen; it does not wait out time itself.
+func WaitUntil(t testing.TB, d time.Duration, cond func() bool, what string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	pause := 100 * time.Microsecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: "+what, append([]any{d}, args...)...)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
 
 // Proc is one server process that can be stopped and started again on the
 // same port and data folder, as a real restart would.
@@ -45,7 +60,9 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func need(t testing.TB, bin, install string) string {
+// Need returns the path of the server binary bin, failing the test (never
+// skipping it) with the install line when it is missing.
+func Need(t testing.TB, bin, install string) string {
 	t.Helper()
 	if p, err := exec.LookPath(bin); err == nil {
 		return p
@@ -71,20 +88,19 @@ func (p *Proc) start(t testing.TB) {
 
 func waitPort(t testing.TB, p *Proc) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	WaitUntil(t, 20*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(p.log.Name())
-			t.Fatalf("%s did not listen on %s within 20s:\n%s", p.Name, p.Addr, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	}, "%s listening on %s:\n%s", p.Name, p.Addr, procLogs{p})
 }
+
+// procLogs formats as p's logs, read only when a failure prints them.
+type procLogs struct{ p *Proc }
+
+func (l procLogs) String() string { return l.p.Logs() }
 
 // Stop stops the server (SIGTERM, as an orderly restart does).
 func (p *Proc) Stop(t testing.TB) {
@@ -132,7 +148,9 @@ func Start(t testing.TB, name, bin string, port int, args, env []string) *Proc {
 	return newProcEnv(t, name, bin, port, func(string) []string { return args }, env)
 }
 
-func newProc(t testing.TB, name, bin string, port int, args func(dir string) []string) *Proc {
+// StartIn is Start for servers whose arguments name the folder the
+// process runs in (its data, its configuration file).
+func StartIn(t testing.TB, name, bin string, port int, args func(dir string) []string) *Proc {
 	t.Helper()
 	return newProcEnv(t, name, bin, port, args, nil)
 }
@@ -151,120 +169,9 @@ func newProcEnv(t testing.TB, name, bin string, port int, args func(dir string) 
 	return p
 }
 
-const redisInstall = "apt-get install -y redis-server redis-sentinel"
-
-func redisArgs(port int, extra ...string) func(string) []string {
-	return func(dir string) []string {
-		return append([]string{
-			"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-			"--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no", "--daemonize", "no",
-		}, extra...)
-	}
-}
-
-// Redis starts a single redis-server with append-only persistence, so a
-// restart keeps its keys.
-func Redis(t testing.TB) *Proc {
-	t.Helper()
-	bin := need(t, "redis-server", redisInstall)
-	port := FreePort(t)
-	return newProc(t, "redis", bin, port, redisArgs(port))
-}
-
-// RedisCluster starts a three-master Redis Cluster and returns its nodes.
-func RedisCluster(t testing.TB) []*Proc {
-	t.Helper()
-	bin := need(t, "redis-server", redisInstall)
-	cli := need(t, "redis-cli", redisInstall)
-	var nodes []*Proc
-	var addrs []string
-	for i := range 3 {
-		port := FreePort(t)
-		p := newProc(t, fmt.Sprintf("redis-cluster-%d", i), bin, port,
-			redisArgs(port, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
-		nodes = append(nodes, p)
-		addrs = append(addrs, p.Addr)
-	}
-	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	c := redis.NewClient(&redis.Options{Addr: addrs[0]})
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, _ := c.ClusterInfo(context.Background()).Result()
-		if strings.Contains(info, "cluster_state:ok") {
-			return nodes
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster did not reach cluster_state:ok:\n%s", info)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// Sentinel is a master, a replica and one sentinel watching them.
-type Sentinel struct {
-	Master, Replica, Sentinel *Proc
-	MasterName                string
-}
-
-// RedisSentinel starts a Sentinel deployment.
-func RedisSentinel(t testing.TB) *Sentinel {
-	t.Helper()
-	bin := need(t, "redis-server", redisInstall)
-	sbin := need(t, "redis-sentinel", redisInstall)
-	mport := FreePort(t)
-	master := newProc(t, "redis-master", bin, mport, redisArgs(mport))
-	rport := FreePort(t)
-	replica := newProc(t, "redis-replica", bin, rport, redisArgs(rport, "--replicaof", "127.0.0.1", fmt.Sprint(mport)))
-	sport := FreePort(t)
-	const name = "sessions-master"
-	sentinel := newProc(t, "redis-sentinel", sbin, sport, func(dir string) []string {
-		conf := filepath.Join(dir, "sentinel.conf")
-		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 2000\nsentinel failover-timeout %s 10000\n",
-			sport, dir, name, mport, name, name)
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return []string{conf}
-	})
-	// Wait until the sentinel knows the master.
-	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		addr, err := c.GetMasterAddrByName(context.Background(), name).Result()
-		if err == nil && len(addr) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sentinel does not know master %s: %v", name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return &Sentinel{Master: master, Replica: replica, Sentinel: sentinel, MasterName: name}
-}
-
-// FerretDBBinary finds the FerretDB build: $FERRETDB_BIN, then
-// .cache/bin/ferretdb at the module root (where ./scripts/test builds it),
-// then $PATH.
-func FerretDBBinary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("FERRETDB_BIN"); p != "" {
-		return p
-	}
-	if root, err := moduleRoot(); err == nil {
-		p := filepath.Join(root, ".cache", "bin", "ferretdb")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return need(t, "ferretdb", "./scripts/build-ferretdb (builds FerretDB v1.24.2 into .cache/bin)")
-}
-
-func moduleRoot() (string, error) {
+// ModuleRoot returns the folder of the app's go.mod, above the working
+// folder of a test.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -279,45 +186,6 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// Mongo starts FerretDB (MongoDB wire protocol, SQLite handler) and returns
-// it; its URL is mongodb://ADDR/. Keep collections small: FerretDB slows as
-// they grow.
-func Mongo(t testing.TB) *Proc {
-	t.Helper()
-	bin := FerretDBBinary(t)
-	port := FreePort(t)
-	return newProc(t, "ferretdb", bin, port, func(dir string) []string {
-		data := filepath.Join(dir, "data")
-		if err := os.MkdirAll(data, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		return []string{"--listen-addr", fmt.Sprintf("127.0.0.1:%d", port), "--sqlite-url", "file:" + data + "/"}
-	})
-}
-
-// MongoURL returns MONGODB_SESSION_URL from the environment when set (a real
-// MongoDB, e.g. from docker compose), else starts FerretDB. db names the
-// database.
-func MongoURL(t testing.TB, db string) (string, *Proc) {
-	t.Helper()
-	if u := os.Getenv("MONGODB_SESSION_URL"); u != "" {
-		return u, nil
-	}
-	p := Mongo(t)
-	return "mongodb://" + p.Addr + "/" + db, p
-}
-
-// RedisURL returns REDIS_URL from the environment when set, else starts a
-// redis-server.
-func RedisURL(t testing.TB) (string, *Proc) {
-	t.Helper()
-	if u := os.Getenv("REDIS_URL"); u != "" {
-		return u, nil
-	}
-	p := Redis(t)
-	return "redis://" + p.Addr + "/0", p
 }
 
 // Env returns the extra environment the process was started with.

@@ -9,8 +9,38 @@ import (
 	"sync"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/envconfig"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
+
+var (
+	_ sessionstore.Backend    = (*Store)(nil)
+	_ sessionstore.ChangeFeed = (*Store)(nil)
+	_ sessionstore.Counter    = (*Store)(nil)
+)
+
+// Definition introduces the memory store: SESSION_STORE=memory. It reads no
+// variables.
+func Definition() sessionstore.Definition {
+	return sessionstore.Definition{
+		Name:            "memory",
+		DevelopmentOnly: true,
+		Configure: func(_ *envconfig.Reader, p sessionstore.Params) sessionstore.Opener {
+			return func(context.Context) (sessionstore.Backend, error) {
+				p.Logger.Warn("Creating memory session store: development only, every session is lost when the server stops")
+				return New(Options{Cleanup: time.Minute}), nil
+			}
+		},
+	}
+}
+
+// Options configures a Store.
+type Options struct {
+	// Cleanup is how often expired items are dropped (never when zero).
+	Cleanup time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
 
 // Store is an in-memory sessionstore.Backend.
 type Store struct {
@@ -19,16 +49,19 @@ type Store struct {
 	byOwner map[string]map[string]struct{}
 	stop    chan struct{}
 	done    chan struct{}
+	now     func() time.Time
 
 	followers sessionstore.Followers
 }
 
-// New returns an empty store that sweeps expired items every cleanupInterval
-// (no sweeping when it is zero or less).
-func New(cleanupInterval time.Duration) *Store {
+// New returns an empty store.
+func New(opts Options) *Store {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Store{items: map[string]sessionstore.Entry{}, byOwner: map[string]map[string]struct{}{},
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go s.sweep(cleanupInterval)
+		stop: make(chan struct{}), done: make(chan struct{}), now: opts.Now}
+	go s.sweep(opts.Cleanup)
 	return s
 }
 
@@ -44,7 +77,8 @@ func (s *Store) sweep(every time.Duration) {
 		select {
 		case <-s.stop:
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := s.now()
 			var gone []string
 			s.mu.Lock()
 			for k, e := range s.items {
@@ -89,7 +123,7 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 	s.mu.RLock()
 	e, ok := s.items[key]
 	s.mu.RUnlock()
-	if !ok || !time.Now().Before(e.ExpiresAt) {
+	if !ok || !s.now().Before(e.ExpiresAt) {
 		return sessionstore.Entry{}, false, nil
 	}
 	return copyOf(e), true, nil
@@ -122,7 +156,7 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 	defer s.changed(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.items[key]; ok && time.Now().Before(e.ExpiresAt) {
+	if e, ok := s.items[key]; ok && s.now().Before(e.ExpiresAt) {
 		e.SeenAt, e.ExpiresAt = seenAt, expiresAt
 		s.items[key] = e
 	}
@@ -156,7 +190,7 @@ func (s *Store) changed(keys ...string) { s.followers.Invalidate(keys...) }
 // write to the store while iterating.
 func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 	return func(yield func(sessionstore.Entry, error) bool) {
-		now := time.Now()
+		now := s.now()
 		s.mu.RLock()
 		snap := make([]sessionstore.Entry, 0, len(s.items))
 		for _, e := range s.items {
@@ -182,7 +216,7 @@ func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []sessionstore.Entry
@@ -208,9 +242,16 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Len returns how many records the store holds, expired or not.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.items)
+}
+
 // CountLive implements sessionstore.Counter.
 func (s *Store) CountLive(context.Context) (int64, error) {
-	now := time.Now()
+	now := s.now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var n int64

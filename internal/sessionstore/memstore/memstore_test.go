@@ -11,17 +11,18 @@ import (
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) sessionstore.Backend {
-			s := memstore.New(time.Second)
+		New: func(t *testing.T, now func() time.Time) sessionstore.Backend {
+			s := memstore.New(memstore.Options{Cleanup: time.Second, Now: now})
 			t.Cleanup(func() { s.Close() })
 			return s
 		},
-		Feed: true, // every write goes through the one process
+		// Every write goes through the one process: the feed sees them all.
+		Capabilities: []storetest.Capability{storetest.ChangeFeed, storetest.Count},
 	})
 }
 
 func BenchmarkStore(b *testing.B) {
-	s := memstore.New(0)
+	s := memstore.New(memstore.Options{})
 	defer s.Close()
 	storetest.Bench(b, s)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -19,8 +20,54 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
+	"github.com/example/oauth-sessions/internal/envconfig"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
+
+var (
+	_ sessionstore.Backend       = (*Store)(nil)
+	_ sessionstore.BatchSaver    = (*Store)(nil)
+	_ sessionstore.ExpirySweeper = (*Store)(nil)
+)
+
+// Definition introduces the MongoDB store: SESSION_STORE=mongo (or
+// mongodb, as connect-mongo's users write it), with MONGODB_SESSION_URL
+// (the database is its path), MONGODB_SESSION_COLLECTION,
+// MONGODB_AUTOREMOVE and MONGODB_AUTOREMOVE_INTERVAL.
+func Definition() sessionstore.Definition {
+	return sessionstore.Definition{
+		Name:       "mongo",
+		Aliases:    []string{"mongodb"},
+		Persistent: true,
+		Shared:     true,
+		Configure: func(env *envconfig.Reader, p sessionstore.Params) sessionstore.Opener {
+			uri := env.Str("MONGODB_SESSION_URL", "mongodb://localhost:27017/sessions")
+			if u, err := url.Parse(uri); err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
+				env.Fail("MONGODB_SESSION_URL", "must be a mongodb:// or mongodb+srv:// URL")
+			}
+			opts := Options{
+				Collection: env.Str("MONGODB_SESSION_COLLECTION", "sessions"),
+				AutoRemove: env.OneOf("MONGODB_AUTOREMOVE", AutoRemoveNative, AutoRemoveNative, AutoRemoveInterval, AutoRemoveDisabled),
+				Interval:   env.Duration("MONGODB_AUTOREMOVE_INTERVAL", 10*time.Minute, time.Second),
+				Logger:     p.Logger,
+			}
+			return func(context.Context) (sessionstore.Backend, error) {
+				client, db, err := Connect(uri)
+				if err != nil {
+					return nil, &envconfig.Error{Var: "MONGODB_SESSION_URL", Problem: err.Error()}
+				}
+				redacted := "(unparseable URL)"
+				if u, err := url.Parse(uri); err == nil {
+					redacted = u.Redacted()
+				}
+				p.Logger.Info("Creating MongoDB session store", "url", redacted, "database", db,
+					"collection", opts.Collection, "autoRemove", opts.AutoRemove)
+				opts.Client, opts.Database = client, db
+				return New(opts)
+			}
+		},
+	}
+}
 
 // AutoRemove modes, as connect-mongo named them.
 const (
@@ -40,7 +87,10 @@ type Options struct {
 	// Interval is how often the interval mode deletes expired documents.
 	Interval time.Duration
 	// Batch bounds the documents one delete removes (default 1000).
-	Batch  int
+	Batch int
+	// Now is the clock that decides expiry on read (time.Now when nil); a
+	// TTL index runs on the server's clock.
+	Now    func() time.Time
 	Logger *slog.Logger
 }
 
@@ -98,6 +148,9 @@ func New(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Store{
 		client: opts.Client,
 		coll:   opts.Client.Database(opts.Database).Collection(opts.Collection),
@@ -106,6 +159,13 @@ func New(opts Options) (*Store, error) {
 	go s.maintain()
 	return s, nil
 }
+
+// Collection returns the name of the store's collection.
+func (s *Store) Collection() string { return s.opts.Collection }
+
+// Raw returns the driver's collection, for operators' tools and tests that
+// look at documents as MongoDB holds them.
+func (s *Store) Raw() *mongo.Collection { return s.coll }
 
 // Mode returns the auto-remove mode in force ("" until it is settled).
 func (s *Store) Mode() string {
@@ -187,7 +247,7 @@ func (s *Store) maintain() {
 func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		cur, err := s.coll.Find(ctx, bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$lte", Value: time.Now()}}}},
+		cur, err := s.coll.Find(ctx, bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$lte", Value: s.opts.Now()}}}},
 			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(s.opts.Batch)))
 		if err != nil {
 			return total, fmt.Errorf("mongo cleanup: %w", err)
@@ -228,7 +288,7 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 	if err != nil {
 		return sessionstore.Entry{}, false, fmt.Errorf("mongo find: %w", err)
 	}
-	if !time.Now().Before(d.ExpiresAt) {
+	if !s.opts.Now().Before(d.ExpiresAt) {
 		return sessionstore.Entry{}, false, nil
 	}
 	return d.entry(), true, nil
@@ -258,7 +318,7 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 	// Unlike Find, the filter also checks the expiry: a touch must not
 	// revive a record that expired but is not yet removed. Touches are rare
 	// (lazy), so the slower compound filter costs little.
-	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "expiresAt", Value: bson.D{{Key: "$gt", Value: time.Now()}}}},
+	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "expiresAt", Value: bson.D{{Key: "$gt", Value: s.opts.Now()}}}},
 		bson.D{{Key: "$set", Value: bson.D{
 			{Key: "seenAt", Value: seenAt.Truncate(time.Millisecond)},
 			{Key: "expiresAt", Value: expiresAt.Truncate(time.Millisecond)},
@@ -281,7 +341,7 @@ func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry
 	}
 	var out []sessionstore.Entry
 	for _, d := range docs {
-		if time.Now().Before(d.ExpiresAt) {
+		if s.opts.Now().Before(d.ExpiresAt) {
 			out = append(out, d.entry())
 		}
 	}
@@ -311,7 +371,7 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 				yield(sessionstore.Entry{}, fmt.Errorf("mongo list: %w", err))
 				return
 			}
-			if !time.Now().Before(d.ExpiresAt) {
+			if !s.opts.Now().Before(d.ExpiresAt) {
 				continue
 			}
 			if !yield(d.entry(), nil) {

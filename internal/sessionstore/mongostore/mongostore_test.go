@@ -6,19 +6,23 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/example/oauth-sessions/internal/fakeclock"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/mongostore"
+	"github.com/example/oauth-sessions/internal/sessionstore/mongostore/mongotest"
 	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
 	"github.com/example/oauth-sessions/internal/testservers"
 )
 
-func open(t *testing.T, url, coll, mode string) *mongostore.Store {
+func open(t testing.TB, url, coll, mode string, now func() time.Time) *mongostore.Store {
 	t.Helper()
 	client, db, err := mongostore.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := mongostore.New(mongostore.Options{Client: client, Database: db, Collection: coll, AutoRemove: mode, Interval: time.Second})
+	s, err := mongostore.New(mongostore.Options{Client: client, Database: db, Collection: coll, AutoRemove: mode, Interval: time.Second, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,15 +30,26 @@ func open(t *testing.T, url, coll, mode string) *mongostore.Store {
 	return s
 }
 
+// collection names a fresh collection: FerretDB slows as collections grow.
+func collection(prefix string, n *atomic.Int64) string {
+	return fmt.Sprintf("%s_%d_%d", prefix, time.Now().UnixNano()%1e6, n.Add(1))
+}
+
 func TestConformance(t *testing.T) {
-	url, srv := testservers.MongoURL(t, "storetest")
+	url, srv := mongotest.URL(t, "storetest")
 	var n atomic.Int64
 	h := storetest.Harness{
-		New: func(t *testing.T) sessionstore.Backend {
-			return open(t, url, fmt.Sprintf("sessions_%d_%d", time.Now().UnixNano()%1e6, n.Add(1)), mongostore.AutoRemoveNative)
+		New: func(t *testing.T, now func() time.Time) sessionstore.Backend {
+			return open(t, url, collection("sessions", &n), mongostore.AutoRemoveNative, now)
+		},
+		Capabilities: []storetest.Capability{storetest.BatchSave, storetest.SweepExpired, storetest.OtherHandle},
+		// Another app instance: its own client, the same collection.
+		Other: func(t *testing.T, s sessionstore.Backend) sessionstore.Store {
+			return open(t, url, s.(*mongostore.Store).Collection(), mongostore.AutoRemoveNative, time.Now)
 		},
 	}
-	if srv != nil {
+	if srv != nil { // a server of our own, which the test may restart
+		h.Capabilities = append(h.Capabilities, storetest.Restart)
 		h.Restart = func(t *testing.T, s sessionstore.Backend) sessionstore.Backend {
 			srv.Restart(t)
 			return s
@@ -43,58 +58,43 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, h)
 }
 
-// TestAutoRemove checks that expired documents leave the collection: through
-// the TTL index on MongoDB, or the interval fallback where the server
-// refuses TTL indexes (FerretDB answers NotImplemented).
+// TestAutoRemove: where the server refuses TTL indexes (FerretDB answers
+// NotImplemented) the store settles on interval mode, and its background
+// cleanup removes expired documents from the collection (not only from
+// reads) and nothing else.
 func TestAutoRemove(t *testing.T) {
-	url, _ := testservers.MongoURL(t, "autoremove")
-	s := open(t, url, fmt.Sprintf("autoremove_%d", time.Now().UnixNano()%1e6), mongostore.AutoRemoveInterval)
+	url, _ := mongotest.URL(t, "autoremove")
+	clock := fakeclock.New(time.Now())
+	var n atomic.Int64
+	s := open(t, url, collection("autoremove", &n), mongostore.AutoRemoveInterval, clock.Now)
 	ctx := t.Context()
 	for i := range 5 {
-		if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("old", i), Data: []byte("x"), ExpiresAt: time.Now().Add(300 * time.Millisecond)}); err != nil {
+		if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("old", i), Data: []byte("x"), ExpiresAt: clock.Now().Add(300 * time.Millisecond)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Save(ctx, sessionstore.Entry{Key: "live", Data: []byte("x"), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+	if err := s.Save(ctx, sessionstore.Entry{Key: "live", Data: []byte("x"), ExpiresAt: clock.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, err := s.DeleteExpired(ctx) // also runs every second in the background
+	clock.Advance(time.Minute)
+	raw := s.Raw()
+	testservers.WaitUntil(t, 10*time.Second, func() bool {
+		count, err := raw.CountDocuments(ctx, bson.D{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = n
-		count := 0
-		for _, err := range s.All(ctx) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			count++
-		}
-		if s.Mode() == mongostore.AutoRemoveInterval && count == 1 {
-			if _, found, _ := s.Find(ctx, "live"); !found {
-				t.Fatal("cleanup removed a live session")
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mode %q, %d live sessions; want interval cleanup leaving 1", s.Mode(), count)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return s.Mode() == mongostore.AutoRemoveInterval && count == 1
+	}, "interval cleanup leaving only the live document (mode %q)", s.Mode())
+	if _, found, _ := s.Find(ctx, "live"); !found {
+		t.Fatal("cleanup removed a live session")
 	}
 }
 
 func TestNativeModeSettles(t *testing.T) {
-	url, _ := testservers.MongoURL(t, "native")
-	s := open(t, url, fmt.Sprintf("native_%d", time.Now().UnixNano()%1e6), mongostore.AutoRemoveNative)
-	deadline := time.Now().Add(15 * time.Second)
-	for s.Mode() == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("auto-remove mode never settled")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	url, _ := mongotest.URL(t, "native")
+	var n atomic.Int64
+	s := open(t, url, collection("native", &n), mongostore.AutoRemoveNative, time.Now)
+	testservers.WaitUntil(t, 15*time.Second, func() bool { return s.Mode() != "" }, "the auto-remove mode settling")
 	// MongoDB keeps the TTL index; FerretDB v1 refuses it and the store
 	// falls back to interval deletion. Either is a working answer; an
 	// unsettled or disabled mode is not.
@@ -105,15 +105,7 @@ func TestNativeModeSettles(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	srv := testservers.Mongo(b)
-	client, db, err := mongostore.Connect("mongodb://" + srv.Addr + "/bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := mongostore.New(mongostore.Options{Client: client, Database: db, Collection: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	srv := mongotest.Mongo(b)
+	s := open(b, "mongodb://"+srv.Addr+"/bench", "bench", mongostore.AutoRemoveNative, time.Now)
 	storetest.Bench(b, s)
 }

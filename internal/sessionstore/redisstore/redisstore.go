@@ -10,13 +10,102 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/example/oauth-sessions/internal/envconfig"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
+
+var (
+	_ sessionstore.Backend    = (*Store)(nil)
+	_ sessionstore.Backend    = (*Tracked)(nil)
+	_ sessionstore.ChangeFeed = (*Tracked)(nil)
+)
+
+// Definition introduces the Redis store: SESSION_STORE=redis, with
+// REDIS_URL or REDIS_HOST/PORT/USERNAME/PASSWORD/DB, REDIS_SENTINEL_MASTER
+// and REDIS_SENTINEL_ADDRS for Sentinel, REDIS_CLUSTER_ADDRS for Cluster,
+// and REDIS_KEY_PREFIX.
+func Definition() sessionstore.Definition {
+	return sessionstore.Definition{
+		Name:       "redis",
+		Persistent: true,
+		Shared:     true,
+		Configure:  configure,
+	}
+}
+
+func configure(env *envconfig.Reader, p sessionstore.Params) sessionstore.Opener {
+	opts, mode := clientOptions(env)
+	prefix := env.Str("REDIS_KEY_PREFIX", "sess:")
+	return func(context.Context) (sessionstore.Backend, error) {
+		p.Logger.Info("Creating Redis session store", "mode", mode, "addrs", opts.Addrs, "masterName", opts.MasterName,
+			"db", opts.DB, "tls", opts.TLSConfig != nil, "keyPrefix", prefix)
+		redis.SetLogger(redisLogger{p.Logger}) // go-redis logs through a package-level hook
+		o := Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Logger: p.Logger}
+		if !p.Follow {
+			return New(o)
+		}
+		if mode == "cluster" {
+			p.Logger.Info("Session cache off: Redis Cluster sends invalidations per shard, which this store does not follow")
+			return New(o)
+		}
+		o.Tracking = opts
+		return NewTracked(o)
+	}
+}
+
+// clientOptions reads the client's settings: credentials and TLS from
+// REDIS_URL (or REDIS_HOST/PORT/PASSWORD/DB), addresses from the Sentinel
+// or Cluster settings when those are set.
+func clientOptions(env *envconfig.Reader) (*redis.UniversalOptions, string) {
+	rawURL := env.Str("REDIS_URL", "")
+	host := env.Str("REDIS_HOST", "localhost")
+	port := env.Int("REDIS_PORT", 6379, 1, 65535)
+	opts := &redis.UniversalOptions{
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		Username: env.Str("REDIS_USERNAME", ""), Password: env.Raw("REDIS_PASSWORD"), DB: env.Int("REDIS_DB", 0, 0, 15),
+		Addrs: []string{net.JoinHostPort(host, strconv.Itoa(port))},
+	}
+	master, sentinels := env.Str("REDIS_SENTINEL_MASTER", ""), env.List("REDIS_SENTINEL_ADDRS")
+	cluster := env.List("REDIS_CLUSTER_ADDRS")
+	if rawURL != "" {
+		if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			env.Fail("REDIS_URL", "must be a redis:// or rediss:// URL")
+		} else if u, err := redis.ParseURL(rawURL); err != nil {
+			env.Fail("REDIS_URL", "%v", err)
+		} else {
+			opts.Addrs = []string{u.Addr}
+			opts.Username, opts.Password, opts.DB, opts.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
+		}
+	}
+	if (master == "") != (len(sentinels) == 0) {
+		env.Fail("REDIS_SENTINEL_ADDRS", "REDIS_SENTINEL_MASTER and REDIS_SENTINEL_ADDRS go together; set both or neither")
+	}
+	switch {
+	case len(cluster) > 0 && master != "":
+		env.Fail("REDIS_CLUSTER_ADDRS", "set either Redis Cluster or Sentinel, not both")
+	case len(cluster) > 0:
+		opts.Addrs, opts.IsClusterMode, opts.DB = cluster, true, 0
+		return opts, "cluster"
+	case master != "":
+		opts.Addrs, opts.MasterName = sentinels, master
+		return opts, "sentinel"
+	}
+	return opts, "single"
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Log(ctx, slog.LevelDebug, "redis client", "message", fmt.Sprintf(format, v...))
+}
 
 // Options configures a Store.
 type Options struct {
@@ -25,13 +114,14 @@ type Options struct {
 	Client redis.UniversalClient
 	// KeyPrefix keeps the app's keys apart from others in the same database.
 	KeyPrefix string
-	// Tracking, when set, are the options Client was made with: the store
-	// opens one more connection with them to receive Redis's invalidation
-	// messages, which makes it a sessionstore.ChangeFeed (and so lets the
-	// app cache sessions in memory). Not supported with Cluster, whose
-	// invalidations come per shard; the store then never reports synced.
+	// Tracking, for NewTracked, are the options Client was made with: the
+	// store opens one more connection with them to receive Redis's
+	// invalidation messages.
 	Tracking *redis.UniversalOptions
-	Logger   *slog.Logger
+	// Now is the clock that decides expiry on read (time.Now when nil);
+	// Redis's own expiry runs on the server's clock.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Store is a Redis sessionstore.Backend. Each record is one string key whose
@@ -43,8 +133,8 @@ type Options struct {
 type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
-	followers sessionstore.Followers
-	tracker   *tracker // nil without Options.Tracking
+	now       func() time.Time
+	followers sessionstore.Followers // its own writes are reported here
 }
 
 // New returns a store over opts.Client. It does not contact Redis: an
@@ -53,28 +143,49 @@ func New(opts Options) (*Store, error) {
 	if opts.Client == nil {
 		return nil, errors.New("redis store: nil client")
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{rdb: opts.Client, prefix: opts.KeyPrefix, now: opts.Now}, nil
+}
+
+// Tracked is a Store that follows Redis's invalidation messages for its
+// key prefix, from every writer: a sessionstore.ChangeFeed, over which the
+// app caches sessions in memory.
+type Tracked struct {
+	*Store
+	tracker *tracker
+}
+
+// NewTracked returns a store that follows invalidations on one more
+// connection made with opts.Tracking (single server or Sentinel).
+func NewTracked(opts Options) (*Tracked, error) {
+	if opts.Tracking == nil || opts.Tracking.IsClusterMode || (len(opts.Tracking.Addrs) > 1 && opts.Tracking.MasterName == "") {
+		return nil, errors.New("redis store: tracking needs the options of a single server or Sentinel client")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{rdb: opts.Client, prefix: opts.KeyPrefix}
-	if t := opts.Tracking; t != nil {
-		if t.IsClusterMode || (len(t.Addrs) > 1 && t.MasterName == "") {
-			opts.Logger.Info("Session cache off: Redis Cluster sends invalidations per shard, which this store does not follow")
-		} else {
-			s.tracker = startTracker(t, s.prefix, &s.followers, opts.Logger)
-		}
+	s, err := New(opts)
+	if err != nil {
+		return nil, err
 	}
-	return s, nil
+	return &Tracked{Store: s, tracker: startTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger)}, nil
 }
 
 // Follow implements sessionstore.ChangeFeed.
-func (s *Store) Follow(inv sessionstore.Invalidator) { s.followers.Add(inv) }
+func (t *Tracked) Follow(inv sessionstore.Invalidator) { t.followers.Add(inv) }
 
 // Synced implements sessionstore.ChangeFeed: true while the invalidation
 // connection is subscribed (on the current master) and has been heard from
 // within the last 300 ms. Redis sends each invalidation at the end of the
 // event-loop iteration that ran the write.
-func (s *Store) Synced(context.Context) bool { return s.tracker != nil && s.tracker.Synced() }
+func (t *Tracked) Synced(context.Context) bool { return t.tracker.Synced() }
+
+// Close stops following and closes the store.
+func (t *Tracked) Close() error {
+	return errors.Join(t.tracker.close(), t.Store.Close())
+}
 
 const header = 18 // expiry (8), seen (8), owner length (2)
 
@@ -88,7 +199,7 @@ func encode(e sessionstore.Entry) []byte {
 	return out
 }
 
-func decode(key string, v []byte) (sessionstore.Entry, bool) {
+func decode(key string, v []byte, now time.Time) (sessionstore.Entry, bool) {
 	if len(v) < header {
 		return sessionstore.Entry{}, false
 	}
@@ -103,7 +214,7 @@ func decode(key string, v []byte) (sessionstore.Entry, bool) {
 		Owner:     string(v[header : header+n]),
 		Data:      v[header+n:],
 	}
-	return e, time.Now().Before(e.ExpiresAt)
+	return e, now.Before(e.ExpiresAt)
 }
 
 // KeyPrefix returns the prefix of the store's keys.
@@ -120,7 +231,7 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 	if err != nil {
 		return sessionstore.Entry{}, false, fmt.Errorf("redis get: %w", err)
 	}
-	e, live := decode(key, v)
+	e, live := decode(key, v, s.now())
 	return e, live, nil
 }
 
@@ -134,7 +245,7 @@ return 1`)
 
 // Save implements sessionstore.Store: value and expiry in one SET ... PXAT.
 func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
-	ttl := time.Until(e.ExpiresAt)
+	ttl := e.ExpiresAt.Sub(s.now())
 	if ttl <= 0 {
 		return s.Delete(ctx, e.Key)
 	}
@@ -152,19 +263,21 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 }
 
 // touchScript moves the times kept in the value and the native TTL
-// together, only for a key that still exists, and returns the key's owner
-// (the owner's set is another key, in another slot of a cluster, so the
-// caller extends it).
+// together, only for a record that is still live by the caller's clock
+// (ARGV[3], Unix ms: the key may outlive it by the server's), and returns
+// the key's owner (the owner's set is another key, in another slot of a
+// cluster, so the caller extends it).
 var touchScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SETRANGE', KEYS[1], 0, ARGV[1])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-  local len = redis.call('GETRANGE', KEYS[1], 16, 17)
-  local n = string.byte(len, 1) * 256 + string.byte(len, 2)
-  if n == 0 then return '' end
-  return redis.call('GETRANGE', KEYS[1], 18, 17 + n)
-end
-return ''`)
+local hdr = redis.call('GETRANGE', KEYS[1], 0, 17)
+if string.len(hdr) < 18 then return '' end
+local exp = 0
+for i = 1, 8 do exp = exp * 256 + string.byte(hdr, i) end
+if exp <= tonumber(ARGV[3]) then return '' end
+redis.call('SETRANGE', KEYS[1], 0, ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+local n = string.byte(hdr, 17) * 256 + string.byte(hdr, 18)
+if n == 0 then return '' end
+return redis.call('GETRANGE', KEYS[1], 18, 17 + n)`)
 
 // extendOwnerScript makes an owner's set live at least ARGV[1] ms more.
 var extendOwnerScript = redis.NewScript(`
@@ -178,14 +291,14 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 	hdr := make([]byte, 16)
 	binary.BigEndian.PutUint64(hdr, uint64(expiresAt.UnixMilli()))
 	binary.BigEndian.PutUint64(hdr[8:], uint64(seenAt.UnixMilli()))
-	owner, err := touchScript.Run(ctx, s.rdb, []string{s.prefix + key}, hdr, expiresAt.UnixMilli()).Text()
+	owner, err := touchScript.Run(ctx, s.rdb, []string{s.prefix + key}, hdr, expiresAt.UnixMilli(), s.now().UnixMilli()).Text()
 	if err != nil {
 		return fmt.Errorf("redis touch: %w", err)
 	}
 	if owner != "" {
 		// With an idle timeout a session outlives the expiry it was saved
 		// with; its owner's set must too.
-		ms := time.Until(expiresAt).Milliseconds() + 1000
+		ms := expiresAt.Sub(s.now()).Milliseconds() + 1000
 		if err := extendOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(owner)}, ms).Err(); err != nil {
 			return fmt.Errorf("redis touch owner index: %w", err)
 		}
@@ -215,7 +328,7 @@ func (s *Store) getMany(ctx context.Context, node redis.Cmdable, keys []string) 
 		if err != nil {
 			return nil, nil, fmt.Errorf("redis get: %w", err)
 		}
-		if e, ok := decode(keys[i][len(s.prefix):], v); ok {
+		if e, ok := decode(keys[i][len(s.prefix):], v, s.now()); ok {
 			live = append(live, e)
 		} else {
 			gone = append(gone, keys[i])
@@ -334,10 +447,4 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close implements sessionstore.Backend.
-func (s *Store) Close() error {
-	var err error
-	if s.tracker != nil {
-		err = s.tracker.close()
-	}
-	return errors.Join(err, s.rdb.Close())
-}
+func (s *Store) Close() error { return s.rdb.Close() }

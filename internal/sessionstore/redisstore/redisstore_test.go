@@ -1,7 +1,10 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,38 +13,55 @@ import (
 
 	"github.com/example/oauth-sessions/internal/sessionstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/redisstore"
+	"github.com/example/oauth-sessions/internal/sessionstore/redisstore/redistest"
 	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
 	"github.com/example/oauth-sessions/internal/testservers"
 )
 
 // harness runs the suite over clients made with opts, tracking
-// invalidations as the app does; every test gets its own key prefix on the
+// invalidations as the app does where the store can (not Cluster, whose
+// invalidations come per shard); every test gets its own key prefix on the
 // same server(s).
 func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest.Harness {
 	var n atomic.Int64
-	h := storetest.Harness{
-		New: func(t *testing.T) sessionstore.Backend { return open(t, opts, fmt.Sprintf("test%d:", n.Add(1))) },
-		// Cluster invalidations come per shard; the store does not follow them.
-		Feed: !opts.IsClusterMode,
+	caps := []storetest.Capability{storetest.Restart, storetest.OtherHandle, storetest.ServerExpiry}
+	if !opts.IsClusterMode {
+		caps = append(caps, storetest.ChangeFeed)
+	}
+	return storetest.Harness{
+		New: func(t *testing.T, now func() time.Time) sessionstore.Backend {
+			return openWith(t, opts, fmt.Sprintf("test%d:", n.Add(1)), now)
+		},
+		Capabilities: caps,
 		// Another app instance: its own clients, the same prefix.
 		Other: func(t *testing.T, s sessionstore.Backend) sessionstore.Store {
-			return open(t, opts, s.(*redisstore.Store).KeyPrefix())
+			prefix := ""
+			if st, ok := s.(interface{ KeyPrefix() string }); ok {
+				prefix = st.KeyPrefix()
+			}
+			return openWith(t, opts, prefix, time.Now)
 		},
-	}
-	if restart != nil {
-		h.Restart = func(t *testing.T, s sessionstore.Backend) sessionstore.Backend {
+		Restart: func(t *testing.T, s sessionstore.Backend) sessionstore.Backend {
 			restart(t)
 			return s // the same client must reconnect by itself
-		}
+		},
 	}
-	return h
 }
 
-// open returns a store over a client made with opts that tracks
-// invalidations as the app does, closed when the test ends.
-func open(t testing.TB, opts *redis.UniversalOptions, prefix string) *redisstore.Store {
+// openWith returns a store over a client made with opts, tracking
+// invalidations as the app does unless opts is a cluster's, closed when the
+// test ends.
+func openWith(t testing.TB, opts *redis.UniversalOptions, prefix string, now func() time.Time) sessionstore.Backend {
 	t.Helper()
-	s, err := redisstore.New(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Tracking: opts})
+	o := redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Now: now}
+	var s sessionstore.Backend
+	var err error
+	if opts.IsClusterMode {
+		s, err = redisstore.New(o)
+	} else {
+		o.Tracking = opts
+		s, err = redisstore.NewTracked(o)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,21 +69,27 @@ func open(t testing.TB, opts *redis.UniversalOptions, prefix string) *redisstore
 	return s
 }
 
+// open returns a tracking store (single server or Sentinel).
+func open(t testing.TB, opts *redis.UniversalOptions, prefix string) *redisstore.Tracked {
+	t.Helper()
+	return openWith(t, opts, prefix, time.Now).(*redisstore.Tracked)
+}
+
 func TestConformanceSingle(t *testing.T) {
 	t.Parallel() // separate servers
-	srv := testservers.Redis(t)
+	srv := redistest.Redis(t)
 	storetest.Run(t, harness(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, srv.Restart))
 }
 
 func TestConformanceSentinel(t *testing.T) {
 	t.Parallel() // separate servers
-	s := testservers.RedisSentinel(t)
+	s := redistest.RedisSentinel(t)
 	storetest.Run(t, harness(&redis.UniversalOptions{Addrs: []string{s.Sentinel.Addr}, MasterName: s.MasterName}, s.Master.Restart))
 }
 
 func TestConformanceCluster(t *testing.T) {
 	t.Parallel() // separate servers
-	nodes := testservers.RedisCluster(t)
+	nodes := redistest.RedisCluster(t)
 	var addrs []string
 	for _, n := range nodes {
 		addrs = append(addrs, n.Addr)
@@ -76,7 +102,7 @@ func TestConformanceCluster(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	srv := testservers.Redis(b)
+	srv := redistest.Redis(b)
 	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
 	s := open(b, opts, "bench:")
 	storetest.Bench(b, s)
@@ -87,7 +113,7 @@ func BenchmarkStore(b *testing.B) {
 // It also follows the new master's invalidations.
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
-	d := testservers.RedisSentinel(t)
+	d := redistest.RedisSentinel(t)
 	opts := &redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}
 	s := open(t, opts, "failover:")
 	rec := &storetest.Recorder{}
@@ -130,7 +156,7 @@ func TestSentinelFailover(t *testing.T) {
 // (an invalidation without keys) flushes everything.
 func TestTrackingRecovers(t *testing.T) {
 	t.Parallel()
-	srv := testservers.Redis(t)
+	srv := redistest.Redis(t)
 	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
 	s := open(t, opts, "rec:")
 	rec := &storetest.Recorder{}
@@ -177,13 +203,25 @@ func TestTrackingRecovers(t *testing.T) {
 
 func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s", d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testservers.WaitUntil(t, d, ok, "the condition")
+}
+
+// logBuffer is a log destination tests read while the code writes to it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Contains(l.b.Bytes(), []byte(s))
 }
 
 // TestTrackingWithLeastPrivilege: the ACL the README documents for the
@@ -191,7 +229,7 @@ func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
 // every request (never synced) and keeps working.
 func TestTrackingWithLeastPrivilege(t *testing.T) {
 	t.Parallel()
-	srv := testservers.Redis(t)
+	srv := redistest.Redis(t)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer admin.Close()
 	ctx := t.Context()
@@ -205,14 +243,23 @@ func TestTrackingWithLeastPrivilege(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	as := func(user string) *redisstore.Store {
-		return open(t, &redis.UniversalOptions{Addrs: []string{srv.Addr}, Username: user, Password: "pw"}, "acl:")
+	as := func(user string, logs *logBuffer) *redisstore.Tracked {
+		opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}, Username: user, Password: "pw"}
+		s, err := redisstore.NewTracked(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: "acl:", Tracking: opts,
+			Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
 	}
-	tracker := as("tracker")
+	tracker := as("tracker", &logBuffer{})
 	waitUntil(t, 10*time.Second, func() bool { return tracker.Synced(ctx) })
 
-	plain := as("plain")
-	time.Sleep(500 * time.Millisecond)
+	logs := &logBuffer{}
+	plain := as("plain", logs)
+	// Its attempt to follow fails (and says so); it never syncs.
+	waitUntil(t, 10*time.Second, func() bool { return logs.contains("Redis invalidation stream interrupted") })
 	if plain.Synced(ctx) {
 		t.Fatal("synced without the permission to track")
 	}
@@ -229,7 +276,7 @@ func TestTrackingWithLeastPrivilege(t *testing.T) {
 // master, or writes there would never reach the cache.
 func TestTrackingMovesWithTheMaster(t *testing.T) {
 	t.Parallel()
-	d := testservers.RedisSentinel(t)
+	d := redistest.RedisSentinel(t)
 	opts := &redis.UniversalOptions{Addrs: []string{d.Sentinel.Addr}, MasterName: d.MasterName}
 	s := open(t, opts, "move:")
 	rec := &storetest.Recorder{}
@@ -253,18 +300,14 @@ func TestTrackingMovesWithTheMaster(t *testing.T) {
 	})
 	// Write on the new master until the store reports it (the tracker may
 	// still be moving); it must within a few seconds.
-	deadline := time.Now().Add(10 * time.Second)
-	for !rec.Saw("k") {
-		if time.Now().After(deadline) {
-			t.Fatal("writes on the new master never reached the store's followers")
-		}
+	testservers.WaitUntil(t, 10*time.Second, func() bool {
 		if s.Synced(ctx) {
 			if err := newMaster.Set(ctx, "move:k", "v", time.Minute).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return rec.Saw("k")
+	}, "writes on the new master reaching the store's followers")
 }
 
 // TestTrackingDistrustsASilentConnection: a server that stops answering
@@ -272,7 +315,7 @@ func TestTrackingMovesWithTheMaster(t *testing.T) {
 // trusted again once it answers.
 func TestTrackingDistrustsASilentConnection(t *testing.T) {
 	t.Parallel()
-	srv := testservers.Redis(t)
+	srv := redistest.Redis(t)
 	opts := &redis.UniversalOptions{Addrs: []string{srv.Addr}}
 	s := open(t, opts, "quiet:")
 	ctx := t.Context()

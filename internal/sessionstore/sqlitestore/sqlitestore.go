@@ -17,10 +17,47 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/envconfig"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
+
+var (
+	_ sessionstore.Backend       = (*Store)(nil)
+	_ sessionstore.ChangeFeed    = (*Store)(nil)
+	_ sessionstore.Counter       = (*Store)(nil)
+	_ sessionstore.ExpirySweeper = (*Store)(nil)
+	_ sessionstore.Backuper      = (*Store)(nil)
+)
+
+// Definition introduces the SQLite store: SESSION_STORE=sqlite, with
+// SESSION_SQLITE_PATH (default DATA_DIR/sessions.db) and
+// SESSION_SQLITE_TABLE (default sessions).
+func Definition() sessionstore.Definition {
+	return sessionstore.Definition{
+		Name:       "sqlite",
+		Persistent: true,
+		Configure: func(env *envconfig.Reader, p sessionstore.Params) sessionstore.Opener {
+			opts := Options{
+				Path:   env.Str("SESSION_SQLITE_PATH", filepath.Join(p.DataDir, "sessions.db")),
+				Table:  env.Str("SESSION_SQLITE_TABLE", "sessions"),
+				Logger: p.Logger,
+			}
+			if !identRe.MatchString(opts.Table) {
+				env.Fail("SESSION_SQLITE_TABLE", "%q is not a plain table name (letters, digits, underscore; not starting with a digit)", opts.Table)
+			}
+			return func(ctx context.Context) (sessionstore.Backend, error) {
+				p.Logger.Info("Creating SQLite session store", "dbPath", opts.Path, "table", opts.Table)
+				s, err := New(ctx, opts)
+				if err != nil {
+					return nil, &envconfig.Error{Var: "SESSION_SQLITE_PATH", Problem: err.Error()}
+				}
+				return s, nil
+			}
+		},
+	}
+}
 
 // Options configures a Store.
 type Options struct {
@@ -35,7 +72,9 @@ type Options struct {
 	// CleanupBatch bounds the rows one DELETE removes, so cleanup never
 	// holds the write lock for long (default 1000).
 	CleanupBatch int
-	Logger       *slog.Logger
+	// Now is the clock that decides expiry (time.Now when nil).
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Store is a SQLite sessionstore.Backend.
@@ -89,6 +128,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if err := createFile(opts.Path); err != nil {
 		return nil, err
@@ -187,7 +229,7 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	e := sessionstore.Entry{Key: key}
 	var seen, exp int64
-	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(time.Now())).Scan(&e.Owner, &e.Data, &seen, &exp)
+	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(s.opts.Now())).Scan(&e.Owner, &e.Data, &seen, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sessionstore.Entry{}, false, nil
 	}
@@ -210,7 +252,7 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 // Touch implements sessionstore.Store.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
 	defer s.followers.Invalidate(key)
-	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(seenAt), ms(expiresAt), key, ms(time.Now())); err != nil {
+	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(seenAt), ms(expiresAt), key, ms(s.opts.Now())); err != nil {
 		return fmt.Errorf("sqlite touch: %w", err)
 	}
 	return nil
@@ -251,12 +293,12 @@ func (s *Store) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 }
 
 func (s *Store) page(ctx context.Context, after string, n int) ([]sessionstore.Entry, error) {
-	return s.query(ctx, s.q.page, after, ms(time.Now()), n)
+	return s.query(ctx, s.q.page, after, ms(s.opts.Now()), n)
 }
 
 // ByOwner implements sessionstore.Store through the owner index.
 func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
-	return s.query(ctx, s.q.owner, owner, ms(time.Now()))
+	return s.query(ctx, s.q.owner, owner, ms(s.opts.Now()))
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]sessionstore.Entry, error) {
@@ -380,7 +422,7 @@ func (c countingConnector) Driver() driver.Driver { return c.driver }
 func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		res, err := s.writer.ExecContext(ctx, s.q.cleanup, ms(time.Now()), s.opts.CleanupBatch)
+		res, err := s.writer.ExecContext(ctx, s.q.cleanup, ms(s.opts.Now()), s.opts.CleanupBatch)
 		if err != nil {
 			return total, fmt.Errorf("sqlite cleanup: %w", err)
 		}
@@ -446,7 +488,7 @@ func (s *Store) Path() string { return s.opts.Path }
 // index.
 func (s *Store) CountLive(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.opts.Table+` WHERE expires_at > ?`, ms(time.Now())).Scan(&n); err != nil {
+	if err := s.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.opts.Table+` WHERE expires_at > ?`, ms(s.opts.Now())).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite count: %w", err)
 	}
 	return n, nil

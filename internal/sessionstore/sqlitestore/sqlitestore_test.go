@@ -2,11 +2,14 @@ package sqlitestore_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/envconfig"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/sqlitestore"
 	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
@@ -24,9 +27,11 @@ func open(t *testing.T, opts sqlitestore.Options) *sqlitestore.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) sessionstore.Backend {
-			return open(t, sqlitestore.Options{Path: filepath.Join(t.TempDir(), "s.db"), Table: "sessions"})
+		New: func(t *testing.T, now func() time.Time) sessionstore.Backend {
+			return open(t, sqlitestore.Options{Path: filepath.Join(t.TempDir(), "s.db"), Table: "sessions", Now: now})
 		},
+		Capabilities: []storetest.Capability{storetest.ChangeFeed, storetest.Count, storetest.SweepExpired,
+			storetest.Backup, storetest.Restart, storetest.OtherHandle},
 		// An embedded store's "restart" is the process closing and
 		// reopening the same file.
 		Restart: func(t *testing.T, old sessionstore.Backend) sessionstore.Backend {
@@ -37,7 +42,6 @@ func TestConformance(t *testing.T) {
 			}
 			return open(t, sqlitestore.Options{Path: path, Table: "sessions"})
 		},
-		Feed: true,
 		// Another process on the same file (the CLI, a second server).
 		Other: func(t *testing.T, s sessionstore.Backend) sessionstore.Store {
 			return open(t, sqlitestore.Options{Path: s.(*sqlitestore.Store).Path(), Table: "sessions"})
@@ -70,6 +74,28 @@ func TestRejectsBadTableName(t *testing.T) {
 	_, err := sqlitestore.New(t.Context(), sqlitestore.Options{Path: filepath.Join(t.TempDir(), "s.db"), Table: "x; DROP TABLE y"})
 	if err == nil {
 		t.Fatal("want an error for a table name that is not an identifier")
+	}
+	env := envconfig.New(func(k string) string { return map[string]string{"SESSION_SQLITE_TABLE": "drop table;"}[k] })
+	sqlitestore.Definition().Configure(env, sessionstore.Params{DataDir: t.TempDir()})
+	if err := env.Err(); err == nil || !strings.HasPrefix(err.Error(), "config: SESSION_SQLITE_TABLE: ") || !strings.Contains(err.Error(), "plain table name") {
+		t.Fatalf("SESSION_SQLITE_TABLE=\"drop table;\": %v; want one line naming the variable", err)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	dir := t.TempDir()
+	env := envconfig.New(func(string) string { return "" })
+	open := sqlitestore.Definition().Configure(env, sessionstore.Params{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.(*sqlitestore.Store).Path(); got != filepath.Join(dir, "sessions.db") {
+		t.Fatalf("default path = %s, want DATA_DIR/sessions.db", got)
 	}
 }
 

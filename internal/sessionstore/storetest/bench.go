@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
@@ -65,11 +66,11 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 		}
 	})
 	b.Run("SessionLoad", func(b *testing.B) { benchLoad(b, s, nil) })
-	if feed, ok := s.(sessionstore.ChangeFeed); ok {
+	if feed, ok := sessionstore.As[sessionstore.ChangeFeed](s); ok {
 		// The same with the app's session cache: what a request pays when
 		// its session was checked before and nobody has written it since.
 		b.Run("SessionLoadCached", func(b *testing.B) {
-			cache := sessionstore.NewCache(feed, 100)
+			cache := httpsession.NewCache(feed, 100)
 			waitSynced(b, feed)
 			benchLoad(b, s, cache)
 		})
@@ -77,9 +78,9 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 }
 
 // benchLoad measures the whole per-request work of the session layer.
-func benchLoad(b *testing.B, s sessionstore.Store, cache *sessionstore.Cache) {
-	codec, _ := sessionstore.NewCodec([]string{"bench-secret-0123456789abcdef0123456789"}, 3600)
-	g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute, Cache: cache})
+func benchLoad(b *testing.B, s sessionstore.Store, cache *httpsession.Cache) {
+	codec, _ := httpsession.NewCodec([]string{"bench-secret-0123456789abcdef0123456789"}, 3600)
+	g := loginManager(s, codec, httpsession.Kind{TTL: time.Hour, TouchAfter: time.Minute, Cache: cache}, time.Now)
 	cookie, _ := signIn(b, g, map[string]string{"id": "dev|ada", "email": "ada@example.com", "name": "Ada Lovelace", "provider": "google"})
 	b.ReportAllocs()
 	for b.Loop() {

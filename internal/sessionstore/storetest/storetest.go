@@ -1,6 +1,11 @@
 // Package storetest is the conformance suite every sessionstore backend
 // passes. A backend's own test calls Run with a Harness; a new backend is
 // done when it passes this suite against a real server.
+//
+// Time is a parameter: each test gets a fresh store on a fake clock and
+// moves the clock instead of sleeping. The one exception is ServerExpiry,
+// for backends whose server expires records on its own clock (Redis): that
+// test waits in real time, because the server's expiry is what it tests.
 package storetest
 
 import (
@@ -16,26 +21,75 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/fakeclock"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/testservers"
+)
+
+// Capability is an optional part of the contract. A harness declares the
+// ones its backend has; the suite fails when a declared one is missing or
+// an undeclared one is present, so a capability test can never pass by
+// not running.
+type Capability string
+
+// The capabilities.
+const (
+	// ChangeFeed: sessionstore.ChangeFeed, reporting every write, its own
+	// and (with OtherHandle) those made through another handle.
+	ChangeFeed Capability = "ChangeFeed"
+	// BatchSave: sessionstore.BatchSaver.
+	BatchSave Capability = "BatchSave"
+	// Count: sessionstore.Counter.
+	Count Capability = "Count"
+	// SweepExpired: sessionstore.ExpirySweeper.
+	SweepExpired Capability = "SweepExpired"
+	// Backup: sessionstore.Backuper.
+	Backup Capability = "Backup"
+	// Restart: Harness.Restart restarts the server (or reopens the file)
+	// under a live client; records survive.
+	Restart Capability = "Restart"
+	// OtherHandle: Harness.Other opens a second handle on the same records,
+	// as another app instance or the CLI has.
+	OtherHandle Capability = "OtherHandle"
+	// ServerExpiry: the server evicts records on its own clock (Redis TTLs),
+	// which no fake clock moves.
+	ServerExpiry Capability = "ServerExpiry"
 )
 
 // Harness tells the suite how to get stores.
 type Harness struct {
 	// New returns an empty, isolated store (its own table, key prefix or
-	// collection) and closes it when the test ends.
-	New func(t *testing.T) sessionstore.Backend
-	// Restart, when set, restarts the server under a live client (or, for an
-	// embedded store, closes and reopens it) and returns the store to use
-	// afterwards. Records saved before must still be there.
+	// collection) whose expiry follows now, and closes it when the test
+	// ends.
+	New func(t *testing.T, now func() time.Time) sessionstore.Backend
+	// Capabilities lists what the backend has beyond the Store contract.
+	Capabilities []Capability
+	// Restart restarts the server under a live client (or, for an embedded
+	// store, closes and reopens it) and returns the store to use
+	// afterwards.
 	Restart func(t *testing.T, s sessionstore.Backend) sessionstore.Backend
-	// Feed says the store is a sessionstore.ChangeFeed the app caches
-	// sessions over; the suite then checks that it reports every write.
-	Feed bool
-	// Other, when set, returns a second handle on the same records, as
-	// another app instance or the CLI has (its own client or connections).
-	// Writes through it must reach the first handle's followers.
+	// Other returns a second handle on s's records (its own client or
+	// connections). Writes through it must reach s's followers.
 	Other func(t *testing.T, s sessionstore.Backend) sessionstore.Store
 }
+
+func (h Harness) has(c Capability) bool { return slices.Contains(h.Capabilities, c) }
+
+// env is what each test works with: a store and the clock it runs on.
+type env struct {
+	s     sessionstore.Backend
+	clock *fakeclock.Clock
+}
+
+func newEnv(t *testing.T, h Harness) env {
+	t.Helper()
+	clock := fakeclock.New(time.Now().Truncate(time.Millisecond))
+	return env{s: h.New(t, clock.Now), clock: clock}
+}
+
+// now is the store's time.
+func (e env) now() time.Time { return e.clock.Now() }
 
 // Run runs the whole suite.
 func Run(t *testing.T, h Harness) {
@@ -43,6 +97,7 @@ func Run(t *testing.T, h Harness) {
 		name string
 		fn   func(*testing.T, Harness)
 	}{
+		{"Capabilities", testCapabilities},
 		{"NotFound", testNotFound},
 		{"SaveFind", testSaveFind},
 		{"Overwrite", testOverwrite},
@@ -54,15 +109,54 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentWriters", testConcurrent},
 		{"ContextCancelled", testCancelled},
 		{"ByOwner", testByOwner},
-		{"SaveMany", testSaveMany},
 		{"Lifetimes", testLifetimes},
+		{"SaveMany", testSaveMany},
+		{"Counter", testCounter},
+		{"DeleteExpired", testDeleteExpired},
+		{"Backup", testBackup},
 		{"ChangeFeed", testChangeFeed},
 		{"CachedSessions", testCachedSessions},
-		{"Restart", testRestart},
+		{"ServerExpiry", testServerExpiry},
+		{"Restart", testRestart}, // last: a restarted cluster takes a moment to be whole again
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
+}
+
+// testCapabilities holds each declaration to what the backend is.
+func testCapabilities(t *testing.T, h Harness) {
+	s := newEnv(t, h).s
+	implemented := map[Capability]bool{
+		ChangeFeed:   is[sessionstore.ChangeFeed](s),
+		BatchSave:    is[sessionstore.BatchSaver](s),
+		Count:        is[sessionstore.Counter](s),
+		SweepExpired: is[sessionstore.ExpirySweeper](s),
+		Backup:       is[sessionstore.Backuper](s),
+		Restart:      h.Restart != nil,
+		OtherHandle:  h.Other != nil,
+	}
+	for c, ok := range implemented {
+		if ok != h.has(c) {
+			t.Errorf("capability %s: declared %v, present %v", c, h.has(c), ok)
+		}
+	}
+}
+
+func is[T any](s sessionstore.Backend) bool {
+	_, ok := sessionstore.As[T](s)
+	return ok
+}
+
+// require fails a capability test whose capability is not declared: the
+// suite only runs it where declared (and Capabilities checks the rest).
+func require(t *testing.T, h Harness, c Capability) bool {
+	t.Helper()
+	if !h.has(c) {
+		t.Logf("not declared: %s (the Capabilities test checks the backend lacks it)", c)
+		return false
+	}
+	return true
 }
 
 func ctx(t *testing.T) context.Context {
@@ -123,28 +217,29 @@ func sameSecond(t *testing.T, got, want time.Time) {
 }
 
 func testNotFound(t *testing.T, h Harness) {
-	s := h.New(t)
+	s := newEnv(t, h).s
 	expectGone(t, s, "missing-key")
 }
 
 func testSaveFind(t *testing.T, h Harness) {
-	s := h.New(t)
-	exp := time.Now().Add(time.Hour)
-	mustSave(t, s, "k1", []byte("hello"), exp)
-	sameSecond(t, expectData(t, s, "k1", []byte("hello")), exp)
+	e := newEnv(t, h)
+	exp := e.now().Add(time.Hour)
+	mustSave(t, e.s, "k1", []byte("hello"), exp)
+	sameSecond(t, expectData(t, e.s, "k1", []byte("hello")), exp)
 }
 
 func testOverwrite(t *testing.T, h Harness) {
-	s := h.New(t)
-	mustSave(t, s, "k", []byte("one"), time.Now().Add(time.Hour))
-	exp := time.Now().Add(2 * time.Hour)
-	mustSave(t, s, "k", []byte("two"), exp)
-	sameSecond(t, expectData(t, s, "k", []byte("two")), exp)
+	e := newEnv(t, h)
+	mustSave(t, e.s, "k", []byte("one"), e.now().Add(time.Hour))
+	exp := e.now().Add(2 * time.Hour)
+	mustSave(t, e.s, "k", []byte("two"), exp)
+	sameSecond(t, expectData(t, e.s, "k", []byte("two")), exp)
 }
 
 func testDelete(t *testing.T, h Harness) {
-	s := h.New(t)
-	mustSave(t, s, "k", []byte("v"), time.Now().Add(time.Hour))
+	e := newEnv(t, h)
+	s := e.s
+	mustSave(t, s, "k", []byte("v"), e.now().Add(time.Hour))
 	if err := s.Delete(ctx(t), "k"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -155,22 +250,29 @@ func testDelete(t *testing.T, h Harness) {
 }
 
 func testExpiry(t *testing.T, h Harness) {
-	s := h.New(t)
-	mustSave(t, s, "past", []byte("v"), time.Now().Add(-time.Second))
+	e := newEnv(t, h)
+	s := e.s
+	mustSave(t, s, "past", []byte("v"), e.now().Add(-time.Second))
 	expectGone(t, s, "past")
 
-	exp := time.Now().Add(1500 * time.Millisecond)
-	mustSave(t, s, "soon", []byte("v"), exp)
+	mustSave(t, s, "soon", []byte("v"), e.now().Add(1500*time.Millisecond))
 	expectData(t, s, "soon", []byte("v"))
-	time.Sleep(time.Until(exp) + 100*time.Millisecond)
+	e.clock.Advance(1499 * time.Millisecond)
+	expectData(t, s, "soon", []byte("v"))
+	e.clock.Advance(2 * time.Millisecond)
 	expectGone(t, s, "soon")
+	if err := s.Touch(ctx(t), "soon", e.now(), e.now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	expectGone(t, s, "soon") // a touch does not revive an expired record
 }
 
 func testTouch(t *testing.T, h Harness) {
-	s := h.New(t)
-	mustSave(t, s, "k", []byte("v"), time.Now().Add(1500*time.Millisecond))
-	later := time.Now().Add(time.Hour)
-	seen := time.Now().Add(time.Minute) // distinguishable from the save time
+	e := newEnv(t, h)
+	s := e.s
+	mustSave(t, s, "k", []byte("v"), e.now().Add(1500*time.Millisecond))
+	later := e.now().Add(time.Hour)
+	seen := e.now().Add(time.Minute) // distinguishable from the save time
 	if err := s.Touch(ctx(t), "k", seen, later); err != nil {
 		t.Fatalf("Touch: %v", err)
 	}
@@ -178,7 +280,7 @@ func testTouch(t *testing.T, h Harness) {
 	if e, _, _ := s.Find(ctx(t), "k"); !e.SeenAt.Truncate(time.Millisecond).Equal(seen.Truncate(time.Millisecond)) {
 		t.Fatalf("SeenAt after Touch = %v, want %v", e.SeenAt, seen)
 	}
-	time.Sleep(1700 * time.Millisecond)
+	e.clock.Advance(1700 * time.Millisecond)
 	expectData(t, s, "k", []byte("v")) // would be gone without the touch
 
 	if err := s.Touch(ctx(t), "missing", seen, later); err != nil {
@@ -188,32 +290,28 @@ func testTouch(t *testing.T, h Harness) {
 }
 
 func testAll(t *testing.T, h Harness) {
-	s := h.New(t)
+	e := newEnv(t, h)
+	s := e.s
 	want := map[string]string{}
 	for i := range 7 {
 		k := fmt.Sprintf("live-%d", i)
 		want[k] = fmt.Sprintf("data-%d", i)
-		mustSave(t, s, k, []byte(want[k]), time.Now().Add(time.Hour))
+		mustSave(t, s, k, []byte(want[k]), e.now().Add(time.Hour))
 	}
-	mustSave(t, s, "expired", []byte("x"), time.Now().Add(-time.Minute))
+	mustSave(t, s, "expired", []byte("x"), e.now().Add(-time.Minute))
 	got := map[string]string{}
-	for e, err := range s.All(ctx(t)) {
+	for entry, err := range s.All(ctx(t)) {
 		if err != nil {
 			t.Fatalf("All: %v", err)
 		}
-		if _, dup := got[e.Key]; dup {
-			t.Fatalf("All yielded %q twice", e.Key)
+		if _, dup := got[entry.Key]; dup {
+			t.Fatalf("All yielded %q twice", entry.Key)
 		}
-		got[e.Key] = string(e.Data)
-		sameSecond(t, e.ExpiresAt, time.Now().Add(time.Hour))
+		got[entry.Key] = string(entry.Data)
+		sameSecond(t, entry.ExpiresAt, e.now().Add(time.Hour))
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("All = %v, want %v", got, want)
-	}
-	if c, ok := s.(sessionstore.Counter); ok {
-		if n, err := c.CountLive(ctx(t)); err != nil || n != int64(len(want)) {
-			t.Fatalf("CountLive = %d, %v; want %d", n, err, len(want))
-		}
 	}
 	// Stopping early must be allowed.
 	for range s.All(ctx(t)) {
@@ -222,15 +320,17 @@ func testAll(t *testing.T, h Harness) {
 }
 
 func testLarge(t *testing.T, h Harness) {
-	s := h.New(t)
+	e := newEnv(t, h)
+	s := e.s
 	big := make([]byte, 64<<10)
 	_, _ = rand.Read(big)
-	mustSave(t, s, "big", big, time.Now().Add(time.Hour))
+	mustSave(t, s, "big", big, e.now().Add(time.Hour))
 	expectData(t, s, "big", big)
 }
 
 func testConcurrent(t *testing.T, h Harness) {
-	s := h.New(t)
+	e := newEnv(t, h)
+	s := e.s
 	const writers = 100
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*writers)
@@ -239,7 +339,7 @@ func testConcurrent(t *testing.T, h Harness) {
 		go func() {
 			defer wg.Done()
 			c := ctx(t)
-			exp := time.Now().Add(time.Hour)
+			exp := e.now().Add(time.Hour)
 			if err := s.Save(c, sessionstore.Entry{Key: fmt.Sprintf("w-%d", i), Owner: "many", Data: []byte(fmt.Sprint(i)), ExpiresAt: exp}); err != nil {
 				errs <- err
 			}
@@ -265,45 +365,36 @@ func testConcurrent(t *testing.T, h Harness) {
 }
 
 func testCancelled(t *testing.T, h Harness) {
-	s := h.New(t)
-	mustSave(t, s, "k", []byte("v"), time.Now().Add(time.Hour))
+	e := newEnv(t, h)
+	s := e.s
+	mustSave(t, s, "k", []byte("v"), e.now().Add(time.Hour))
 	c, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, found, err := s.Find(c, "k"); err == nil || found {
 		t.Fatalf("Find with a cancelled context = found %v, err %v; want an error", found, err)
 	}
-	if err := s.Save(c, sessionstore.Entry{Key: "k2", Data: []byte("v"), ExpiresAt: time.Now().Add(time.Hour)}); err == nil {
+	if err := s.Save(c, sessionstore.Entry{Key: "k2", Data: []byte("v"), ExpiresAt: e.now().Add(time.Hour)}); err == nil {
 		t.Fatal("Save with a cancelled context succeeded; want an error")
 	}
 	expectData(t, s, "k", []byte("v"))
 }
 
 func testRestart(t *testing.T, h Harness) {
-	if h.Restart == nil {
-		// Not a skip: a store with no server to restart has nothing to
-		// prove here, and the harness says so by leaving Restart nil.
-		t.Log("store has no server to restart")
+	if !require(t, h, Restart) {
 		return
 	}
-	s := h.New(t)
-	mustSave(t, s, "before", []byte("kept"), time.Now().Add(time.Hour))
+	e := newEnv(t, h)
+	s := e.s
+	mustSave(t, s, "before", []byte("kept"), e.now().Add(time.Hour))
 	s = h.Restart(t, s)
 	// The client must reconnect by itself; give it a few seconds.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		e, found, err := s.Find(ctx(t), "before")
-		if err == nil {
-			if !found || string(e.Data) != "kept" {
-				t.Fatalf("after restart: found %v data %q, want %q", found, e.Data, "kept")
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store did not recover within 10s of a restart: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	mustSave(t, s, "after", []byte("new"), time.Now().Add(time.Hour))
+	var err error
+	testservers.WaitUntil(t, 10*time.Second, func() bool {
+		_, _, err = s.Find(ctx(t), "before")
+		return err == nil
+	}, "the store answering after a restart (last: %v)", errOf{&err})
+	expectData(t, s, "before", []byte("kept"))
+	mustSave(t, s, "after", []byte("new"), e.now().Add(time.Hour))
 	expectData(t, s, "after", []byte("new"))
 }
 
@@ -322,20 +413,21 @@ func owned(t *testing.T, s sessionstore.Store, owner string) string {
 }
 
 func testByOwner(t *testing.T, h Harness) {
-	s := h.New(t)
-	hour := time.Now().Add(time.Hour)
+	e := newEnv(t, h)
+	s := e.s
+	hour := e.now().Add(time.Hour)
 	mustSaveEntry(t, s, sessionstore.Entry{Key: "a1", Owner: "alice", Data: []byte("1"), ExpiresAt: hour})
 	mustSaveEntry(t, s, sessionstore.Entry{Key: "a2", Owner: "alice", Data: []byte("2"), ExpiresAt: hour})
 	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owner: "bob", Data: []byte("3"), ExpiresAt: hour})
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "a-old", Owner: "alice", Data: []byte("4"), ExpiresAt: time.Now().Add(-time.Second)})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a-old", Owner: "alice", Data: []byte("4"), ExpiresAt: e.now().Add(-time.Second)})
 	mustSaveEntry(t, s, sessionstore.Entry{Key: "anon", Data: []byte("5"), ExpiresAt: hour})
 
 	if got := owned(t, s, "alice"); got != "a1,a2" {
 		t.Fatalf("ByOwner(alice) = %s, want a1,a2", got)
 	}
-	e, found, err := s.Find(ctx(t), "a1")
-	if err != nil || !found || e.Owner != "alice" {
-		t.Fatalf("Find(a1) = %+v, %v, %v; want owner alice", e, found, err)
+	a1, found, err := s.Find(ctx(t), "a1")
+	if err != nil || !found || a1.Owner != "alice" {
+		t.Fatalf("Find(a1) = %+v, %v, %v; want owner alice", a1, found, err)
 	}
 	if err := s.Delete(ctx(t), "a2"); err != nil {
 		t.Fatal(err)
@@ -356,11 +448,12 @@ func testByOwner(t *testing.T, h Harness) {
 	}
 	// A session kept alive by touches stays in its owner's index past the
 	// expiry it was saved with (idle timeouts save short expiries).
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "t1", Owner: "tina", Data: []byte("t"), ExpiresAt: time.Now().Add(1200 * time.Millisecond)})
-	if err := s.Touch(ctx(t), "t1", time.Now(), hour); err != nil {
+	// (ServerExpiry checks the same against a server's own expiry.)
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "t1", Owner: "tina", Data: []byte("t"), ExpiresAt: e.now().Add(1200 * time.Millisecond)})
+	if err := s.Touch(ctx(t), "t1", e.now(), hour); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond) // past the first expiry and any grace an index adds
+	e.clock.Advance(2500 * time.Millisecond) // past the first expiry and any grace an index adds
 	if got := owned(t, s, "tina"); got != "t1" {
 		t.Fatalf("ByOwner(tina) after a touch outlived the first expiry = %q, want t1", got)
 	}
@@ -368,13 +461,13 @@ func testByOwner(t *testing.T, h Harness) {
 
 // testSaveMany checks the optional batch write: Save's semantics per entry.
 func testSaveMany(t *testing.T, h Harness) {
-	s := h.New(t)
-	bs, ok := s.(sessionstore.BatchSaver)
-	if !ok {
-		t.Log("store has no batch write; Save serves bulk copies")
+	if !require(t, h, BatchSave) {
 		return
 	}
-	hour := time.Now().Add(time.Hour)
+	e := newEnv(t, h)
+	s := e.s
+	bs, _ := sessionstore.As[sessionstore.BatchSaver](s)
+	hour := e.now().Add(time.Hour)
 	mustSave(t, s, "x", []byte("old"), hour)
 	var batch []sessionstore.Entry
 	for i := range 1200 { // more than one internal batch
@@ -393,21 +486,22 @@ func testSaveMany(t *testing.T, h Harness) {
 	}
 }
 
-// testLifetimes runs the app's session layer over the store: an idle
-// timeout kept at bay by lazy touches, and an absolute lifetime that no
-// activity extends. Expiry is enforced on read whatever the store evicts.
+// testLifetimes runs the app's session layer over the store, on the same
+// clock: an idle timeout kept at bay by lazy touches, and an absolute
+// lifetime that no activity extends. Expiry is enforced on read whatever
+// the store evicts.
 func testLifetimes(t *testing.T, h Harness) {
-	s := h.New(t)
-	codec, err := sessionstore.NewCodec([]string{"lifetimes-secret-0123456789abcdef012345"}, 60)
+	e := newEnv(t, h)
+	codec, err := httpsession.NewCodec([]string{"lifetimes-secret-0123456789abcdef012345"}, 60)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newSession := func(ttl time.Duration) (*sessionstore.GorillaStore, *http.Cookie) {
-		g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: ttl, IdleTimeout: time.Second, TouchAfter: 300 * time.Millisecond})
+	newSession := func(ttl time.Duration) (*httpsession.Manager, *http.Cookie) {
+		g := loginManager(e.s, codec, httpsession.Kind{TTL: ttl, IdleTimeout: time.Second, TouchAfter: 300 * time.Millisecond}, e.clock.Now)
 		c, _ := signIn(t, g, "ada")
 		return g, c
 	}
-	alive := func(g *sessionstore.GorillaStore, c *http.Cookie) bool {
+	alive := func(g *httpsession.Manager, c *http.Cookie) bool {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.AddCookie(c)
 		sess, err := g.New(r, "sid")
@@ -419,24 +513,117 @@ func testLifetimes(t *testing.T, h Harness) {
 
 	g, c := newSession(time.Hour)
 	for range 3 { // used every 700ms: past the 1s idle timeout only through touches
-		time.Sleep(700 * time.Millisecond)
+		e.clock.Advance(700 * time.Millisecond)
 		if !alive(g, c) {
 			t.Fatal("an active session hit the idle timeout")
 		}
 	}
-	time.Sleep(1300 * time.Millisecond)
+	e.clock.Advance(1300 * time.Millisecond)
 	if alive(g, c) {
 		t.Fatal("a session idle for longer than the idle timeout is still alive")
 	}
 
 	g, c = newSession(1500 * time.Millisecond)
-	time.Sleep(700 * time.Millisecond)
+	e.clock.Advance(700 * time.Millisecond)
 	if !alive(g, c) {
 		t.Fatal("session gone before its absolute lifetime")
 	}
-	time.Sleep(1000 * time.Millisecond) // 1.7s: past the absolute 1.5s, though touched
+	e.clock.Advance(1000 * time.Millisecond) // 1.7s: past the absolute 1.5s, though touched
 	if alive(g, c) {
 		t.Fatal("activity extended the absolute lifetime")
+	}
+}
+
+// loginManager is the app's session layer for login sessions ("sid")
+// over s.
+func loginManager(s sessionstore.Store, codec *httpsession.Codec, kind httpsession.Kind, now func() time.Time) *httpsession.Manager {
+	kind.Name, kind.Cookie = httpsession.KindLogin, "sid"
+	return httpsession.NewManager(s, codec, httpsession.Options{Kinds: []httpsession.Kind{kind}, Now: now})
+}
+
+// testCounter: CountLive counts live records only.
+func testCounter(t *testing.T, h Harness) {
+	if !require(t, h, Count) {
+		return
+	}
+	e := newEnv(t, h)
+	c, _ := sessionstore.As[sessionstore.Counter](e.s)
+	for i := range 3 {
+		mustSave(t, e.s, fmt.Sprint("live-", i), []byte("v"), e.now().Add(time.Hour))
+	}
+	mustSave(t, e.s, "soon", []byte("v"), e.now().Add(time.Minute))
+	e.clock.Advance(2 * time.Minute)
+	if n, err := c.CountLive(ctx(t)); err != nil || n != 3 {
+		t.Fatalf("CountLive = %d, %v; want 3 (the expired one left out)", n, err)
+	}
+}
+
+// testDeleteExpired: the sweep removes expired records and only those.
+func testDeleteExpired(t *testing.T, h Harness) {
+	if !require(t, h, SweepExpired) {
+		return
+	}
+	e := newEnv(t, h)
+	sw, _ := sessionstore.As[sessionstore.ExpirySweeper](e.s)
+	for i := range 5 {
+		mustSaveEntry(t, e.s, sessionstore.Entry{Key: fmt.Sprint("old-", i), Owner: "o", Data: []byte("v"), ExpiresAt: e.now().Add(time.Minute)})
+	}
+	mustSave(t, e.s, "kept", []byte("v"), e.now().Add(time.Hour))
+	e.clock.Advance(2 * time.Minute)
+	n, err := sw.DeleteExpired(ctx(t))
+	if err != nil || n != 5 {
+		t.Fatalf("DeleteExpired = %d, %v; want 5", n, err)
+	}
+	expectData(t, e.s, "kept", []byte("v"))
+	if n, err := sw.DeleteExpired(ctx(t)); err != nil || n != 0 {
+		t.Fatalf("second DeleteExpired = %d, %v; want 0", n, err)
+	}
+}
+
+// testBackup: a backup is a store of its own with the live records, and
+// never overwrites a file.
+func testBackup(t *testing.T, h Harness) {
+	if !require(t, h, Backup) {
+		return
+	}
+	e := newEnv(t, h)
+	b, _ := sessionstore.As[sessionstore.Backuper](e.s)
+	mustSave(t, e.s, "k", []byte("v"), e.now().Add(time.Hour))
+	path := t.TempDir() + "/backup"
+	if err := b.Backup(ctx(t), path); err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	if err := b.Backup(ctx(t), path); err == nil {
+		t.Fatal("a second backup overwrote the first")
+	}
+}
+
+// testServerExpiry waits, in real time, for the server's own expiry (the
+// one wait in this suite: no fake clock moves a server's clock). A record
+// saved with a short expiry is evicted; one kept alive by a touch is not,
+// and stays in its owner's index.
+func testServerExpiry(t *testing.T, h Harness) {
+	if !require(t, h, ServerExpiry) {
+		return
+	}
+	s := h.New(t, time.Now)
+	soon := time.Now().Add(500 * time.Millisecond)
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "short", Owner: "sam", Data: []byte("v"), ExpiresAt: soon})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "touched", Owner: "tina", Data: []byte("t"), ExpiresAt: soon})
+	if err := s.Touch(ctx(t), "touched", time.Now(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	testservers.WaitUntil(t, 5*time.Second, func() bool {
+		_, _, found := find(t, s, "short")
+		return !found
+	}, "the server evicting an expired record")
+	time.Sleep(time.Until(soon.Add(2 * time.Second))) // past any grace an owner index adds
+	expectData(t, s, "touched", []byte("t"))
+	if got := owned(t, s, "tina"); got != "touched" {
+		t.Fatalf("ByOwner(tina) after a touch outlived the first expiry on the server = %q, want touched", got)
+	}
+	if got := owned(t, s, "sam"); got != "" {
+		t.Fatalf("ByOwner(sam) = %q after its record expired, want none", got)
 	}
 }
 
@@ -490,48 +677,47 @@ func (r *Recorder) Reset() {
 
 // signIn saves a new session of g holding user and returns its cookie and
 // store key, as a sign-in leaves them.
-func signIn(t testing.TB, g *sessionstore.GorillaStore, user any) (*http.Cookie, string) {
+func signIn(t testing.TB, g *httpsession.Manager, user any) (*http.Cookie, string) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	w := httptest.NewRecorder()
-	sess := g.Fresh(r, "sid")
-	sess.Values["user"] = user
+	sess, err := g.Fresh(r, "sid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.Values[httpsession.KeyUser] = user
 	if err := sess.Save(r, w); err != nil {
 		t.Fatal(err)
 	}
-	return w.Result().Cookies()[0], sessionstore.KeyOf(sess)
+	return w.Result().Cookies()[0], httpsession.KeyOf(sess)
 }
 
 // waitSynced waits until the feed vouches for its followers (Redis
 // subscribes in the background; SQLite starts polling when first asked).
 func waitSynced(t testing.TB, feed sessionstore.ChangeFeed) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !feed.Synced(t.Context()) {
-		if time.Now().After(deadline) {
-			t.Fatal("change feed not synced within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testservers.WaitUntil(t, 10*time.Second, func() bool { return feed.Synced(t.Context()) }, "the change feed synced")
 }
+
+// errOf prints the error it points at when a failure message is formatted.
+type errOf struct{ err *error }
+
+func (e errOf) String() string { return fmt.Sprint(*e.err) }
 
 // testChangeFeed checks what makes caching safe: the store's own writes
 // are reported before they return, and writes through another handle (the
 // same records from another instance) are reported soon after.
 func testChangeFeed(t *testing.T, h Harness) {
-	if !h.Feed {
-		t.Log("store does not report writes made elsewhere: the app reads it on every request")
+	if !require(t, h, ChangeFeed) {
 		return
 	}
-	s := h.New(t)
-	feed, ok := s.(sessionstore.ChangeFeed)
-	if !ok {
-		t.Fatalf("%T does not implement sessionstore.ChangeFeed", s)
-	}
+	e := newEnv(t, h)
+	s := e.s
+	feed, _ := sessionstore.As[sessionstore.ChangeFeed](s)
 	rec := &Recorder{}
 	feed.Follow(rec)
 	waitSynced(t, feed)
-	exp := time.Now().Add(time.Hour)
+	exp := e.now().Add(time.Hour)
 	writes := func(st sessionstore.Store, key string) []struct {
 		name string
 		do   func() error
@@ -542,7 +728,7 @@ func testChangeFeed(t *testing.T, h Harness) {
 		}{
 			{"save", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("v"), ExpiresAt: exp}) }},
 			{"overwrite", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("w"), ExpiresAt: exp}) }},
-			{"touch", func() error { return st.Touch(ctx(t), key, time.Now(), exp.Add(time.Minute)) }},
+			{"touch", func() error { return st.Touch(ctx(t), key, e.now(), exp.Add(time.Minute)) }},
 			{"delete", func() error { return st.Delete(ctx(t), key) }},
 		}
 	}
@@ -555,7 +741,7 @@ func testChangeFeed(t *testing.T, h Harness) {
 			t.Fatalf("own %s was not reported before it returned", w.name)
 		}
 	}
-	if h.Other == nil {
+	if !h.has(OtherHandle) {
 		t.Log("no second handle on this store's records: only its own writes exist")
 		return
 	}
@@ -568,13 +754,10 @@ func testChangeFeed(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		done := time.Now()
-		for !rec.SawOrAll("theirs") {
+		testservers.WaitUntil(t, 2*time.Second, func() bool {
 			feed.Synced(ctx(t)) // stores that poll learn of changes when asked
-			if time.Since(done) > 2*time.Second {
-				t.Fatalf("%s through another handle not reported within 2s", w.name)
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+			return rec.SawOrAll("theirs")
+		}, "%s through another handle reported", w.name)
 		worst = max(worst, time.Since(done))
 	}
 	t.Logf("writes through another handle reported within %s", worst)
@@ -585,18 +768,19 @@ func testChangeFeed(t *testing.T, h Harness) {
 // through another handle (a sign-out on another instance, a revoke from
 // the CLI) stops being served.
 func testCachedSessions(t *testing.T, h Harness) {
-	if !h.Feed {
-		t.Log("store does not report writes made elsewhere: the app does not cache its sessions")
+	if !require(t, h, ChangeFeed) {
 		return
 	}
-	s := h.New(t)
-	cache := sessionstore.NewCache(s.(sessionstore.ChangeFeed), 100)
-	waitSynced(t, s.(sessionstore.ChangeFeed))
-	codec, err := sessionstore.NewCodec([]string{"cache-secret-0123456789abcdef0123456789"}, 3600)
+	e := newEnv(t, h)
+	s := e.s
+	feed, _ := sessionstore.As[sessionstore.ChangeFeed](s)
+	cache := httpsession.NewCache(feed, 100)
+	waitSynced(t, feed)
+	codec, err := httpsession.NewCodec([]string{"cache-secret-0123456789abcdef0123456789"}, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := sessionstore.NewGorillaStore(s, codec, sessionstore.Options{Kind: "login", TTL: time.Hour, TouchAfter: time.Minute, Cache: cache})
+	g := loginManager(s, codec, httpsession.Kind{TTL: time.Hour, TouchAfter: time.Minute, Cache: cache}, e.clock.Now)
 	cookie, key := signIn(t, g, "ada")
 	load := func() (string, bool) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -605,7 +789,7 @@ func testCachedSessions(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatalf("load: %v", err)
 		}
-		u, _ := sessionstore.Value[string](sess, "user")
+		u, _ := httpsession.Value[string](sess, httpsession.KeyUser)
 		return u, !sess.IsNew
 	}
 	before := cache.Stats().Hits
@@ -619,26 +803,38 @@ func testCachedSessions(t *testing.T, h Harness) {
 	}
 
 	var other sessionstore.Store = s
-	if h.Other != nil {
+	if h.has(OtherHandle) {
 		other = h.Other(t, s)
 	}
 	if err := other.Delete(ctx(t), key); err != nil {
 		t.Fatal(err)
 	}
 	done := time.Now()
-	for {
-		if _, ok := load(); !ok {
-			break
-		}
-		if time.Since(done) > 2*time.Second {
-			t.Fatal("session deleted elsewhere still served from the cache after 2s")
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	testservers.WaitUntil(t, 2*time.Second, func() bool { _, ok := load(); return !ok }, "a session deleted elsewhere no longer served from the cache")
 	t.Logf("deleted session stopped being served after %s", time.Since(done))
 	for range 20 {
 		if _, ok := load(); ok {
 			t.Fatal("deleted session came back")
 		}
 	}
+}
+
+// Server tells the program's own tests (cmd/web, e2e, bench) how to run a
+// backend for a test. internal/testbackends lists one per built-in
+// backend.
+type Server struct {
+	// Name is the backend's SESSION_STORE name.
+	Name string
+	// Env starts what the backend needs (or reuses a server started for
+	// the test binary) and returns the variables that point the app at it,
+	// isolated from every other call (its own file, key prefix or
+	// collection).
+	Env func(t testing.TB) map[string]string
+	// Own is Env with a server of the test's own, which the test may stop
+	// and start (outages, restarts). Nil for backends without a server.
+	Own func(t testing.TB) (map[string]string, *testservers.Proc)
+	// Dump returns everything the backend holds for env as raw bytes, as
+	// an operator's copy or dump would (the file, every key's value,
+	// every document), for the at-rest test.
+	Dump func(t testing.TB, env map[string]string) []byte
 }

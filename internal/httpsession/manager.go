@@ -1,4 +1,13 @@
-package sessionstore
+// Package httpsession is the HTTP session layer over any session store
+// backend: the cookie holds a signed opaque token, the backend holds a
+// sealed Record under the token's hash. Manager makes it a gorilla/sessions
+// store, so handlers get their sessions from echo-contrib's session
+// middleware (session.Get(name, c)); Cache keeps validated sessions in
+// memory where the backend's change feed makes that safe.
+//
+// Backends (package sessionstore and its sub-packages) know bytes, keys,
+// expiry and owners; cookies, records and gorilla live here.
+package httpsession
 
 import (
 	"bytes"
@@ -10,21 +19,30 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
 // ErrUnavailable marks errors caused by the backend not answering. Handlers
 // turn it into 503; every other session problem means "no session".
 var ErrUnavailable = errors.New("session store unavailable")
 
-// Options configures a GorillaStore.
-type Options struct {
-	// Kind is written into every record ("login", "oauth-flow"); a record of
-	// another kind is never accepted, so a flow cookie cannot act as a login.
-	Kind string
+// Kind is one kind of session, chosen by its cookie's name. A record is only
+// ever read as the kind that wrote it, so a login-flow cookie can never act
+// as a login.
+type Kind struct {
+	// Name is written into every record: KindLogin, KindFlow.
+	Name string
+	// Cookie is the cookie name of this kind's sessions, or with Prefix
+	// the start of their names (one cookie per started login). A
+	// "__Host-" in front is ignored.
+	Cookie string
+	Prefix bool
 	// TTL is the absolute lifetime of a session, from its creation.
 	TTL time.Duration
 	// IdleTimeout, when positive, ends a session not seen for that long.
@@ -34,40 +52,63 @@ type Options struct {
 	// once per interval. Zero turns touching off (unless IdleTimeout is set,
 	// which then touches on every read).
 	TouchAfter time.Duration
+	// Cache, when set, keeps validated sessions of this kind in memory.
+	Cache *Cache
+}
+
+// Options configures a Manager.
+type Options struct {
+	Kinds []Kind
 	// Cookie returns the attributes of cookies for this request. MaxAge is
 	// ignored: it is always derived from the session's expiry.
 	Cookie func(r *http.Request) sessions.Options
-	// Cache, when set, keeps validated sessions in memory (see Cache).
-	Cache  *Cache
+	// Now is the clock (time.Now when nil); tests move it instead of
+	// sleeping.
+	Now    func() time.Time
 	Logger *slog.Logger
 }
 
-// GorillaStore adapts a Store to gorilla/sessions (and so to the echo-contrib
-// session middleware). The cookie holds only a signed opaque token; the
-// store holds a sealed Record under the token's hash.
-type GorillaStore struct {
-	backend Store
+// Manager adapts a sessionstore.Store to gorilla/sessions. It is the one
+// sessions.Store of the app, for every kind of session.
+type Manager struct {
+	backend sessionstore.Store
 	codec   *Codec
 	opts    Options
 }
 
-// NewGorillaStore returns an adapter over backend.
-func NewGorillaStore(backend Store, codec *Codec, opts Options) *GorillaStore {
+// NewManager returns the session layer over backend.
+func NewManager(backend sessionstore.Store, codec *Codec, opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if opts.Cookie == nil {
 		opts.Cookie = func(*http.Request) sessions.Options {
 			return sessions.Options{Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
 		}
 	}
-	return &GorillaStore{backend: backend, codec: codec, opts: opts}
+	return &Manager{backend: backend, codec: codec, opts: opts}
 }
 
-// state is what the adapter remembers about a loaded session. It rides in
+// kindOf returns the kind of the cookie called name.
+func (m *Manager) kindOf(name string) (*Kind, error) {
+	base := strings.TrimPrefix(name, "__Host-")
+	for i := range m.opts.Kinds {
+		k := &m.opts.Kinds[i]
+		if base == k.Cookie || (k.Prefix && strings.HasPrefix(base, k.Cookie)) {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("httpsession: no kind of session uses the cookie %q", name)
+}
+
+// state is what the manager remembers about a loaded session. It rides in
 // Session.Values under an unexported key type, which no caller can collide
 // with and which is never serialised.
 type state struct {
+	kind       *Kind
 	token, key string // the store key of token, once known
 	createdAt  time.Time
 	seenAt     time.Time
@@ -76,7 +117,6 @@ type state struct {
 	loaded     []byte // the values as loaded, to skip unchanged saves
 	hadCookie  bool   // a cookie came with the request ...
 	notFound   bool   // ... but named no live session
-	rejectedAs string // why a cookie was not accepted, for logs
 }
 
 type stateKey struct{}
@@ -92,15 +132,22 @@ func stateOf(s *sessions.Session) *state {
 
 // Get returns the session called name for this request, loading it once per
 // request through gorilla's registry.
-func (g *GorillaStore) Get(r *http.Request, name string) (*sessions.Session, error) {
-	return sessions.GetRegistry(r).Get(g, name)
+func (m *Manager) Get(r *http.Request, name string) (*sessions.Session, error) {
+	return sessions.GetRegistry(r).Get(m, name)
 }
 
 // New loads the session named by the request's cookie, or returns an empty
-// one. It always returns a session: gorilla's registry dereferences it even
-// when err is set. err wraps ErrUnavailable only when the backend failed.
-func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, error) {
-	s := g.empty(r, name)
+// one. It returns a session whenever the name is known: gorilla's registry
+// dereferences it even when err is set. err wraps ErrUnavailable only when
+// the backend failed.
+func (m *Manager) New(r *http.Request, name string) (*sessions.Session, error) {
+	kind, err := m.kindOf(name)
+	if err != nil {
+		s := sessions.NewSession(m, name)
+		s.IsNew = true
+		return s, err
+	}
+	s := m.empty(r, name, kind)
 	c, err := r.Cookie(name)
 	if err != nil {
 		return s, nil
@@ -108,58 +155,58 @@ func (g *GorillaStore) New(r *http.Request, name string) (*sessions.Session, err
 	st := stateOf(s)
 	st.hadCookie = true
 	ctx := r.Context()
-	now := time.Now()
+	now := m.opts.Now()
 	ref := cookieRef{name, c.Value}
 	var tk ticket
-	if g.opts.Cache != nil {
+	if kind.Cache != nil {
 		var hit *cached
-		hit, tk = g.opts.Cache.lookup(ctx, ref)
+		hit, tk = kind.Cache.lookup(ctx, ref)
 		if hit != nil {
 			if now.Before(hit.rec.ExpiresAt) && now.Before(hit.storeExp) {
-				g.fill(s, st, hit)
-				g.touch(ctx, hit.key, st, now) // when due; its report drops the entry
+				m.fill(s, st, hit)
+				m.touch(ctx, hit.key, st, now) // when due; its report drops the entry
 				return s, nil
 			}
 			// Expired since it was cached: forget it and let the store say so.
-			g.opts.Cache.Invalidate(hit.key)
+			kind.Cache.Invalidate(hit.key)
 		}
 	}
-	token, err := g.codec.DecodeCookie(name, c.Value)
+	token, err := m.codec.DecodeCookie(name, c.Value)
 	if err != nil {
-		st.notFound, st.rejectedAs = true, "bad cookie"
-		g.opts.Logger.Info("session cookie rejected", "cookie", name, "reason", err.Error())
+		st.notFound = true
+		m.opts.Logger.Debug("session cookie rejected", "cookie", name, "reason", err.Error())
 		return s, nil
 	}
 	key := KeyFor(token)
-	if g.opts.Cache != nil {
-		tk = g.opts.Cache.stripeTicket(tk, key)
+	if kind.Cache != nil {
+		tk = kind.Cache.stripeTicket(tk, key)
 	}
-	entry, found, err := g.backend.Find(ctx, key)
+	entry, found, err := m.backend.Find(ctx, key)
 	if err != nil {
 		return s, fmt.Errorf("%w: find session %s: %w", ErrUnavailable, ShortID(key), err)
 	}
-	if !found {
-		st.notFound, st.rejectedAs = true, "not found"
+	if !found || !now.Before(entry.ExpiresAt) {
+		st.notFound = true
 		return s, nil
 	}
-	rec, err := g.codec.OpenRecord(key, entry.Data)
-	if err != nil || rec.Kind != g.opts.Kind || !now.Before(rec.ExpiresAt) {
+	rec, err := m.codec.OpenRecord(key, entry.Data)
+	if err != nil || rec.Kind != kind.Name || !now.Before(rec.ExpiresAt) {
 		// Unreadable, foreign or stale: never a 500, just no session.
-		st.notFound, st.rejectedAs = true, "unreadable record"
-		g.opts.Logger.Warn("session record rejected", "session", ShortID(key), "kind", g.opts.Kind, "error", err)
+		st.notFound = true
+		m.opts.Logger.Warn("session record rejected", "session", ShortID(key), "kind", kind.Name, "error", err)
 		return s, nil
 	}
 	e := newCached(token, key, rec, entry)
-	g.fill(s, st, e)
-	if !g.touch(ctx, key, st, now) && g.opts.Cache != nil {
+	m.fill(s, st, e)
+	if !m.touch(ctx, key, st, now) && kind.Cache != nil {
 		// (After a touch the entry's times are stale: the next request reads.)
-		g.opts.Cache.store(ref, e, tk)
+		kind.Cache.store(ref, e, tk)
 	}
 	return s, nil
 }
 
 // fill loads a validated session into s.
-func (g *GorillaStore) fill(s *sessions.Session, st *state, e *cached) {
+func (m *Manager) fill(s *sessions.Session, st *state, e *cached) {
 	for _, v := range e.values {
 		s.Values[v.name] = v.value
 	}
@@ -172,16 +219,17 @@ func (g *GorillaStore) fill(s *sessions.Session, st *state, e *cached) {
 
 // touch records the visit and pushes the idle deadline forward, lazily: at
 // most once per TouchAfter. It reports whether it wrote.
-func (g *GorillaStore) touch(ctx context.Context, key string, st *state, now time.Time) bool {
-	if g.opts.TouchAfter <= 0 && g.opts.IdleTimeout <= 0 {
+func (m *Manager) touch(ctx context.Context, key string, st *state, now time.Time) bool {
+	k := st.kind
+	if k.TouchAfter <= 0 && k.IdleTimeout <= 0 {
 		return false
 	}
-	if now.Sub(st.seenAt) < g.opts.TouchAfter {
+	if now.Sub(st.seenAt) < k.TouchAfter {
 		return false
 	}
-	if err := g.backend.Touch(ctx, key, now, g.storeExpiry(st.expiresAt, now)); err != nil {
+	if err := m.backend.Touch(ctx, key, now, storeExpiry(k, st.expiresAt, now)); err != nil {
 		// The read succeeded; a failed touch only shortens the idle window.
-		g.opts.Logger.Warn("session touch failed", "session", ShortID(key), "error", err)
+		m.opts.Logger.Warn("session touch failed", "session", ShortID(key), "error", err)
 		return false
 	}
 	st.seenAt = now
@@ -190,42 +238,47 @@ func (g *GorillaStore) touch(ctx context.Context, key string, st *state, now tim
 
 // storeExpiry is when the store should drop the record: the absolute expiry,
 // or sooner when an idle timeout is set.
-func (g *GorillaStore) storeExpiry(absolute, now time.Time) time.Time {
-	if g.opts.IdleTimeout > 0 {
-		if idle := now.Add(g.opts.IdleTimeout); idle.Before(absolute) {
+func storeExpiry(k *Kind, absolute, now time.Time) time.Time {
+	if k.IdleTimeout > 0 {
+		if idle := now.Add(k.IdleTimeout); idle.Before(absolute) {
 			return idle
 		}
 	}
 	return absolute
 }
 
-func (g *GorillaStore) empty(r *http.Request, name string) *sessions.Session {
-	s := sessions.NewSession(g, name)
-	opts := g.opts.Cookie(r)
+func (m *Manager) empty(r *http.Request, name string, kind *Kind) *sessions.Session {
+	s := sessions.NewSession(m, name)
+	opts := m.opts.Cookie(r)
 	s.Options = &opts
 	s.IsNew = true
-	stateOf(s)
+	stateOf(s).kind = kind
 	return s
 }
 
 // Fresh returns an empty session called name that ignores any cookie the
 // request carries; saving it creates a new token.
-func (g *GorillaStore) Fresh(r *http.Request, name string) *sessions.Session {
-	return g.empty(r, name)
+func (m *Manager) Fresh(r *http.Request, name string) (*sessions.Session, error) {
+	kind, err := m.kindOf(name)
+	if err != nil {
+		return nil, err
+	}
+	return m.empty(r, name, kind), nil
 }
 
 // Regenerate deletes s from the store and empties it, so that the next Save
 // issues a new token: the fix for session fixation at login.
-func (g *GorillaStore) Regenerate(ctx context.Context, s *sessions.Session) error {
+func (m *Manager) Regenerate(ctx context.Context, s *sessions.Session) error {
 	if s.ID != "" {
-		if err := g.backend.Delete(ctx, KeyFor(s.ID)); err != nil {
+		if err := m.backend.Delete(ctx, KeyFor(s.ID)); err != nil {
 			return fmt.Errorf("%w: delete session: %w", ErrUnavailable, err)
 		}
 	}
+	kind := stateOf(s).kind
 	s.ID = ""
 	s.IsNew = true
 	clear(s.Values)
-	stateOf(s)
+	stateOf(s).kind = kind
 	return nil
 }
 
@@ -238,11 +291,14 @@ func SetOwner(s *sessions.Session, owner string) {
 // Save writes s when it changed. A session with MaxAge < 0 is deleted from
 // the store and its cookie cleared. An empty new session writes nothing, so
 // visitors who never start a login leave no rows.
-func (g *GorillaStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.Session) error {
+func (m *Manager) Save(r *http.Request, w http.ResponseWriter, s *sessions.Session) error {
 	st := stateOf(s)
+	if st.kind == nil {
+		return fmt.Errorf("httpsession: session %q was not made by this manager", s.Name())
+	}
 	if s.Options.MaxAge < 0 {
 		if s.ID != "" {
-			if err := g.backend.Delete(r.Context(), KeyFor(s.ID)); err != nil {
+			if err := m.backend.Delete(r.Context(), KeyFor(s.ID)); err != nil {
 				return fmt.Errorf("%w: delete session: %w", ErrUnavailable, err)
 			}
 		}
@@ -270,29 +326,29 @@ func (g *GorillaStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.
 		values[name] = b
 	}
 	encoded, _ := json.Marshal(values)
-	now := time.Now()
+	now := m.opts.Now()
 	if s.ID == "" {
 		if len(values) == 0 {
 			return nil
 		}
 		s.ID = NewToken()
 		s.IsNew = true
-		st.createdAt, st.expiresAt = now, now.Add(g.opts.TTL)
+		st.createdAt, st.expiresAt = now, now.Add(st.kind.TTL)
 	} else if bytes.Equal(encoded, st.loaded) {
 		return nil
 	}
 	key := KeyFor(s.ID)
-	plain, err := encodeRecord(Record{Kind: g.opts.Kind, CreatedAt: st.createdAt, ExpiresAt: st.expiresAt, Values: values})
+	plain, err := encodeRecord(Record{Kind: st.kind.Name, CreatedAt: st.createdAt, ExpiresAt: st.expiresAt, Values: values})
 	if err != nil {
 		return err
 	}
 	st.seenAt = now
-	entry := Entry{Key: key, Owner: st.owner, Data: g.codec.Seal(key, plain), SeenAt: now, ExpiresAt: g.storeExpiry(st.expiresAt, now)}
-	if err := g.backend.Save(r.Context(), entry); err != nil {
+	entry := sessionstore.Entry{Key: key, Owner: st.owner, Data: m.codec.Seal(key, plain), SeenAt: now, ExpiresAt: storeExpiry(st.kind, st.expiresAt, now)}
+	if err := m.backend.Save(r.Context(), entry); err != nil {
 		return fmt.Errorf("%w: save session %s: %w", ErrUnavailable, ShortID(key), err)
 	}
 	st.loaded = encoded
-	cookieValue, err := g.codec.EncodeCookie(s.Name(), s.ID)
+	cookieValue, err := m.codec.EncodeCookie(s.Name(), s.ID)
 	if err != nil {
 		return fmt.Errorf("encode session cookie: %w", err)
 	}
@@ -335,12 +391,6 @@ func Value[T any](s *sessions.Session, key string) (T, bool) {
 		}
 		v.decoded.Store(typ, out)
 		return out, true
-	case json.RawMessage:
-		var out T
-		if err := json.Unmarshal(v, &out); err != nil {
-			return zero, false
-		}
-		return out, true
 	default:
 		return zero, false
 	}
@@ -358,7 +408,7 @@ type Info struct {
 	Lost bool
 }
 
-// InfoOf returns what the adapter knows about s.
+// InfoOf returns what the manager knows about s.
 func InfoOf(s *sessions.Session) Info {
 	st := stateOf(s)
 	info := Info{CreatedAt: st.createdAt, SeenAt: st.seenAt, ExpiresAt: st.expiresAt, Lost: st.hadCookie && st.notFound}
@@ -377,17 +427,23 @@ type Summary struct {
 	Values    map[string]json.RawMessage
 }
 
-// Sessions returns the live sessions of owner, from the per-user index.
-// Records that cannot be opened (another secret, another kind) are left out.
-func (g *GorillaStore) Sessions(ctx context.Context, owner string) ([]Summary, error) {
-	entries, err := g.backend.ByOwner(ctx, owner)
+// SummaryValue decodes the value stored under key in a listed session.
+func SummaryValue[T any](s Summary, key string) (T, bool) {
+	return RecordValue[T](Record{Values: s.Values}, key)
+}
+
+// Sessions returns the live sessions of the given kind filed under owner,
+// from the per-user index. Records that cannot be opened (another secret,
+// another kind) are left out.
+func (m *Manager) Sessions(ctx context.Context, kind, owner string) ([]Summary, error) {
+	entries, err := m.backend.ByOwner(ctx, owner)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list sessions: %w", ErrUnavailable, err)
 	}
 	out := make([]Summary, 0, len(entries))
 	for _, e := range entries {
-		rec, err := g.codec.OpenRecord(e.Key, e.Data)
-		if err != nil || rec.Kind != g.opts.Kind {
+		rec, err := m.codec.OpenRecord(e.Key, e.Data)
+		if err != nil || rec.Kind != kind {
 			continue
 		}
 		out = append(out, Summary{Key: e.Key, CreatedAt: rec.CreatedAt, SeenAt: e.SeenAt, ExpiresAt: e.ExpiresAt, Values: rec.Values})
@@ -396,8 +452,8 @@ func (g *GorillaStore) Sessions(ctx context.Context, owner string) ([]Summary, e
 }
 
 // Revoke deletes the session stored under key.
-func (g *GorillaStore) Revoke(ctx context.Context, key string) error {
-	if err := g.backend.Delete(ctx, key); err != nil {
+func (m *Manager) Revoke(ctx context.Context, key string) error {
+	if err := m.backend.Delete(ctx, key); err != nil {
 		return fmt.Errorf("%w: revoke session: %w", ErrUnavailable, err)
 	}
 	return nil

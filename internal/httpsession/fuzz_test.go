@@ -1,13 +1,13 @@
-package sessionstore_test
+package httpsession_test
 
 import (
 	"testing"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/httpsession"
 )
 
-func fuzzCodec(f *testing.F) *sessionstore.Codec {
-	c, err := sessionstore.NewCodec([]string{"fuzz-secret-0123456789abcdef0123456789"}, 3600)
+func fuzzCodec(f *testing.F) *httpsession.Codec {
+	c, err := httpsession.NewCodec([]string{"fuzz-secret-0123456789abcdef0123456789"}, 3600)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func fuzzCodec(f *testing.F) *sessionstore.Codec {
 // accepts is a well-formed token.
 func FuzzDecodeCookie(f *testing.F) {
 	c := fuzzCodec(f)
-	good, _ := c.EncodeCookie("sid", sessionstore.NewToken())
+	good, _ := c.EncodeCookie("sid", httpsession.NewToken())
 	malformed, _ := c.EncodeCookie("sid", "short")
 	for _, s := range []string{good, malformed, "", "a|b|c", good[:len(good)/2], good + "x"} {
 		f.Add(s)
@@ -38,7 +38,7 @@ func FuzzDecodeCookie(f *testing.F) {
 // codec sealed for that key open.
 func FuzzOpenRecord(f *testing.F) {
 	c := fuzzCodec(f)
-	key := sessionstore.KeyFor(sessionstore.NewToken())
+	key := httpsession.KeyFor(httpsession.NewToken())
 	f.Add(c.Seal(key, []byte(`{"v":1,"kind":"login","createdAt":"2026-01-01T00:00:00Z","expiresAt":"2026-01-02T00:00:00Z","values":{}}`)))
 	f.Add(c.Seal(key, []byte(`{"v":2}`)))
 	f.Add([]byte{1, 2, 3})

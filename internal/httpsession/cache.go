@@ -1,4 +1,4 @@
-package sessionstore
+package httpsession
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/example/oauth-sessions/internal/sessionstore"
 )
 
 // Cache remembers sessions this process has validated, so that a request
@@ -22,7 +24,7 @@ import (
 // like any other: its report drops the entry, and the next request reads
 // the store again (once per TouchAfter per session).
 type Cache struct {
-	feed ChangeFeed
+	feed sessionstore.ChangeFeed
 	max  int
 
 	mu       sync.RWMutex
@@ -49,7 +51,7 @@ type cached struct {
 	token, key string
 	rec        Record
 	values     []namedValue // rec.Values, ready to put in a session's map
-	loaded     []byte       // JSON of rec.Values, as GorillaStore compares on save
+	loaded     []byte       // JSON of rec.Values, as Manager compares on save
 	owner      string
 	seenAt     time.Time
 	storeExp   time.Time // when the store drops it (idle timeout included)
@@ -60,7 +62,7 @@ type namedValue struct {
 	value *storedValue
 }
 
-func newCached(token, key string, rec Record, entry Entry) *cached {
+func newCached(token, key string, rec Record, entry sessionstore.Entry) *cached {
 	loaded, _ := json.Marshal(rec.Values)
 	e := &cached{token: token, key: key, rec: rec, loaded: loaded, owner: entry.Owner, seenAt: entry.SeenAt, storeExp: entry.ExpiresAt}
 	for k, v := range rec.Values {
@@ -76,7 +78,7 @@ type ticket struct {
 }
 
 // NewCache returns a cache of at most size sessions that follows feed.
-func NewCache(feed ChangeFeed, size int) *Cache {
+func NewCache(feed sessionstore.ChangeFeed, size int) *Cache {
 	c := &Cache{feed: feed, max: max(size, 1), byCookie: map[cookieRef]*cached{}, byKey: map[string][]cookieRef{}, seed: maphash.MakeSeed()}
 	feed.Follow(c)
 	return c
@@ -157,7 +159,7 @@ func (c *Cache) removeLocked(ref cookieRef) {
 	}
 }
 
-// Invalidate implements Invalidator.
+// Invalidate implements sessionstore.Invalidator.
 func (c *Cache) Invalidate(key string) {
 	c.invalidations.Add(1)
 	c.stripes[c.stripeOf(key)].Add(1)
@@ -169,7 +171,7 @@ func (c *Cache) Invalidate(key string) {
 	c.mu.Unlock()
 }
 
-// InvalidateAll implements Invalidator.
+// InvalidateAll implements sessionstore.Invalidator.
 func (c *Cache) InvalidateAll() {
 	c.invalidations.Add(1)
 	c.all.Add(1)

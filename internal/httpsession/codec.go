@@ -1,4 +1,4 @@
-package sessionstore
+package httpsession
 
 import (
 	"crypto/aes"

@@ -1,15 +1,17 @@
-package sessionstore_test
+package httpsession_test
 
 import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"github.com/example/oauth-sessions/internal/fakeclock"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
 )
 
@@ -24,29 +26,31 @@ type feedSwitch struct {
 func (f *feedSwitch) Synced(ctx context.Context) bool { return !f.off.Load() && f.Store.Synced(ctx) }
 
 type cachedFixture struct {
-	g     *sessionstore.GorillaStore
-	cache *sessionstore.Cache
+	g     *httpsession.Manager
+	cache *httpsession.Cache
 	back  *counting
 	feed  *feedSwitch
-	codec *sessionstore.Codec
+	codec *httpsession.Codec
+	clock *fakeclock.Clock
 }
 
-func newCached(t *testing.T, size int, opts sessionstore.Options) *cachedFixture {
+func newCached(t *testing.T, size int, kind httpsession.Kind) *cachedFixture {
 	t.Helper()
-	mem := memstore.New(0)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	mem := memstore.New(memstore.Options{Now: clock.Now})
 	t.Cleanup(func() { mem.Close() })
-	f := &cachedFixture{feed: &feedSwitch{Store: mem}, back: &counting{Backend: mem}}
-	f.cache = sessionstore.NewCache(f.feed, size)
+	f := &cachedFixture{feed: &feedSwitch{Store: mem}, back: &counting{Backend: mem}, clock: clock}
+	f.cache = httpsession.NewCache(f.feed, size)
 	var err error
-	f.codec, err = sessionstore.NewCodec([]string{"a-secret-for-tests-0123456789abcdef"}, 3600)
+	f.codec, err = httpsession.NewCodec([]string{"a-secret-for-tests-0123456789abcdef"}, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Kind, opts.Cache = "login", f.cache
-	if opts.TTL == 0 {
-		opts.TTL = time.Hour
+	kind.Name, kind.Cookie, kind.Cache = httpsession.KindLogin, "sid", f.cache
+	if kind.TTL == 0 {
+		kind.TTL = time.Hour
 	}
-	f.g = sessionstore.NewGorillaStore(f.back, f.codec, opts)
+	f.g = httpsession.NewManager(f.back, f.codec, httpsession.Options{Kinds: []httpsession.Kind{kind}, Now: clock.Now})
 	return f
 }
 
@@ -55,12 +59,15 @@ func (f *cachedFixture) login(t *testing.T, user string) (*http.Cookie, string) 
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	w := httptest.NewRecorder()
-	s := f.g.Fresh(r, "sid")
+	s, err := f.g.Fresh(r, "sid")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.Values["user"] = user
 	if err := s.Save(r, w); err != nil {
 		t.Fatal(err)
 	}
-	return w.Result().Cookies()[0], sessionstore.KeyOf(s)
+	return w.Result().Cookies()[0], httpsession.KeyOf(s)
 }
 
 // user loads the session of cookie and returns its user ("" for none).
@@ -72,12 +79,12 @@ func (f *cachedFixture) user(t *testing.T, c *http.Cookie) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := sessionstore.Value[string](s, "user")
+	u, _ := httpsession.Value[string](s, "user")
 	return u
 }
 
 func TestCacheAnswersRepeatedChecks(t *testing.T) {
-	f := newCached(t, 10, sessionstore.Options{TouchAfter: time.Minute})
+	f := newCached(t, 10, httpsession.Kind{TouchAfter: time.Minute})
 	c, _ := f.login(t, "ada")
 	for range 100 {
 		if u := f.user(t, c); u != "ada" {
@@ -93,7 +100,7 @@ func TestCacheAnswersRepeatedChecks(t *testing.T) {
 }
 
 func TestCacheForgetsWrittenSessions(t *testing.T) {
-	f := newCached(t, 10, sessionstore.Options{})
+	f := newCached(t, 10, httpsession.Kind{})
 	c, key := f.login(t, "ada")
 	f.user(t, c)
 
@@ -131,7 +138,7 @@ func TestCacheForgetsWrittenSessions(t *testing.T) {
 }
 
 func TestCacheServesNothingOutOfSync(t *testing.T) {
-	f := newCached(t, 10, sessionstore.Options{})
+	f := newCached(t, 10, httpsession.Kind{})
 	c, _ := f.login(t, "ada")
 	f.feed.off.Store(true)
 	before := f.back.finds.Load()
@@ -155,7 +162,7 @@ func TestCacheServesNothingOutOfSync(t *testing.T) {
 }
 
 func TestCacheRejectsBadCookies(t *testing.T) {
-	f := newCached(t, 10, sessionstore.Options{})
+	f := newCached(t, 10, httpsession.Kind{})
 	c, _ := f.login(t, "ada")
 	f.user(t, c)
 	tampered := *c
@@ -164,10 +171,17 @@ func TestCacheRejectsBadCookies(t *testing.T) {
 		t.Fatalf("tampered cookie accepted as %q", u)
 	}
 	renamed := *c
-	renamed.Name = "other"
+	renamed.Name = "sid-other"
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.AddCookie(&renamed)
-	if s, _ := f.g.New(r, "other"); !s.IsNew {
+	if s, err := f.g.New(r, "sid-other"); err == nil || !s.IsNew {
+		t.Fatal("a cookie of no known kind was accepted")
+	}
+	hostile := *c
+	hostile.Name = "__Host-sid" // the same kind, another name: the signature covers the name
+	r = httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(&hostile)
+	if s, _ := f.g.New(r, "__Host-sid"); !s.IsNew {
 		t.Fatal("a cookie signed for another name was accepted")
 	}
 	if n := f.cache.Stats().Entries; n != 1 {
@@ -177,34 +191,34 @@ func TestCacheRejectsBadCookies(t *testing.T) {
 
 func TestCacheChecksLifetimesOnEveryHit(t *testing.T) {
 	// Absolute lifetime.
-	f := newCached(t, 10, sessionstore.Options{TTL: 300 * time.Millisecond})
+	f := newCached(t, 10, httpsession.Kind{TTL: 300 * time.Millisecond})
 	c, _ := f.login(t, "ada")
 	f.user(t, c)
-	time.Sleep(400 * time.Millisecond)
+	f.clock.Advance(400 * time.Millisecond)
 	if u := f.user(t, c); u != "" {
 		t.Fatalf("expired session served from the cache as %q", u)
 	}
 
 	// Idle timeout: kept alive by use (touches on cache hits), then idle.
-	f = newCached(t, 10, sessionstore.Options{IdleTimeout: 400 * time.Millisecond, TouchAfter: 100 * time.Millisecond})
+	f = newCached(t, 10, httpsession.Kind{IdleTimeout: 400 * time.Millisecond, TouchAfter: 100 * time.Millisecond})
 	c, _ = f.login(t, "ada")
-	for range 8 { // 8 × 150ms: twice the idle timeout, through touches
-		time.Sleep(150 * time.Millisecond)
+	for range 8 { // 8 × 150ms: three times the idle timeout, through touches
+		f.clock.Advance(150 * time.Millisecond)
 		if u := f.user(t, c); u != "ada" {
 			t.Fatal("an active session hit the idle timeout")
 		}
 	}
-	if n := f.back.touches.Load(); n < 4 {
-		t.Fatalf("%d touches while in use, want one per check past TouchAfter", n)
+	if n := f.back.touches.Load(); n != 8 {
+		t.Fatalf("%d touches while in use, want one per check past TouchAfter (8)", n)
 	}
-	time.Sleep(500 * time.Millisecond)
+	f.clock.Advance(500 * time.Millisecond)
 	if u := f.user(t, c); u != "" {
 		t.Fatalf("idle session served from the cache as %q", u)
 	}
 }
 
 func TestCacheEvicts(t *testing.T) {
-	f := newCached(t, 2, sessionstore.Options{})
+	f := newCached(t, 2, httpsession.Kind{})
 	var cookies []*http.Cookie
 	for _, u := range []string{"ada", "bob", "eve", "joe"} {
 		c, _ := f.login(t, u)
@@ -226,7 +240,7 @@ func TestCacheEvicts(t *testing.T) {
 // against deletions: once Delete has returned, no check may see the
 // session, even one whose read began before the delete.
 func TestCacheNeverResurrects(t *testing.T) {
-	f := newCached(t, 100, sessionstore.Options{})
+	f := newCached(t, 100, httpsession.Kind{})
 	for round := range 50 {
 		c, key := f.login(t, "ada")
 		stop := make(chan struct{})
@@ -253,7 +267,10 @@ func TestCacheNeverResurrects(t *testing.T) {
 				}
 			}
 		})
-		time.Sleep(2 * time.Millisecond)
+		// Let the readers get going before the revoke lands.
+		for started := f.back.finds.Load(); f.back.finds.Load() < started+10; {
+			runtime.Gosched()
+		}
 		if err := f.g.Revoke(t.Context(), key); err != nil {
 			t.Fatal(err)
 		}

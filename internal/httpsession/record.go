@@ -1,10 +1,23 @@
-package sessionstore
+package httpsession
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+)
+
+// The kinds of session the app keeps, written into every record.
+const (
+	KindLogin = "login"      // a signed-in user
+	KindFlow  = "oauth-flow" // a login in progress, for 10 minutes
+)
+
+// The values the app keeps in sessions, by key.
+const (
+	KeyUser   = "user"   // login: the auth.Identity that signed in
+	KeyDevice = "device" // login: the browser, as "Chrome on Linux"
+	KeyFlow   = "flow"   // oauth-flow: the auth.Flow to finish
 )
 
 // recordVersion is the version of the JSON record layout below. A record of
@@ -46,11 +59,21 @@ func decodeRecord(b []byte) (Record, error) {
 }
 
 // OpenRecord opens and decodes a sealed record stored under key. Tools that
-// walk a store (listing, migration) use it; requests go through GorillaStore.
+// walk a store (listing, migration) use it; requests go through Manager.
 func (c *Codec) OpenRecord(key string, sealed []byte) (Record, error) {
 	plain, err := c.Open(key, sealed)
 	if err != nil {
 		return Record{}, err
 	}
 	return decodeRecord(plain)
+}
+
+// RecordValue decodes the value stored under key in a record.
+func RecordValue[T any](r Record, key string) (T, bool) {
+	var out T
+	raw, ok := r.Values[key]
+	if !ok || json.Unmarshal(raw, &out) != nil {
+		return out, false
+	}
+	return out, true
 }

@@ -1,4 +1,4 @@
-package sessionstore_test
+package httpsession_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/oauth-sessions/internal/fakeclock"
+	"github.com/example/oauth-sessions/internal/httpsession"
 	"github.com/example/oauth-sessions/internal/sessionstore"
 	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
 )
@@ -33,25 +35,28 @@ func (c *counting) Touch(ctx context.Context, k string, seen, exp time.Time) err
 	return c.Backend.Touch(ctx, k, seen, exp)
 }
 
-func newStore(t *testing.T, opts sessionstore.Options) (*sessionstore.GorillaStore, *counting) {
+// newStore returns a manager of login sessions ("sid") like kind over a
+// memory store, both on a fake clock the test moves.
+func newStore(t *testing.T, kind httpsession.Kind) (*httpsession.Manager, *counting, *fakeclock.Clock) {
 	t.Helper()
-	mem := memstore.New(0)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	mem := memstore.New(memstore.Options{Now: clock.Now})
 	t.Cleanup(func() { mem.Close() })
 	b := &counting{Backend: mem}
-	codec, err := sessionstore.NewCodec([]string{"a-secret-for-tests-0123456789abcdef"}, 3600)
+	codec, err := httpsession.NewCodec([]string{"a-secret-for-tests-0123456789abcdef"}, 3600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Kind = "login"
-	if opts.TTL == 0 {
-		opts.TTL = time.Hour
+	kind.Name, kind.Cookie = httpsession.KindLogin, "sid"
+	if kind.TTL == 0 {
+		kind.TTL = time.Hour
 	}
-	return sessionstore.NewGorillaStore(b, codec, opts), b
+	return httpsession.NewManager(b, codec, httpsession.Options{Kinds: []httpsession.Kind{kind}, Now: clock.Now}), b, clock
 }
 
 // request runs one request carrying cookie through fn and returns the
 // response's cookie (or the one sent if none was set).
-func request(t *testing.T, g *sessionstore.GorillaStore, cookie *http.Cookie, fn func(*http.Request, http.ResponseWriter)) *http.Cookie {
+func request(t *testing.T, g *httpsession.Manager, cookie *http.Cookie, fn func(*http.Request, http.ResponseWriter)) *http.Cookie {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	if cookie != nil {
@@ -66,7 +71,7 @@ func request(t *testing.T, g *sessionstore.GorillaStore, cookie *http.Cookie, fn
 }
 
 func TestUnchangedSessionIsNotWritten(t *testing.T) {
-	g, b := newStore(t, sessionstore.Options{})
+	g, b, _ := newStore(t, httpsession.Kind{})
 	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
 		s, _ := g.Get(r, "sid")
 		s.Values["user"] = "ada"
@@ -83,7 +88,7 @@ func TestUnchangedSessionIsNotWritten(t *testing.T) {
 			if err != nil || s.IsNew {
 				t.Fatalf("session not loaded: %v", err)
 			}
-			if v, _ := sessionstore.Value[string](s, "user"); v != "ada" {
+			if v, _ := httpsession.Value[string](s, "user"); v != "ada" {
 				t.Fatalf("user = %q", v)
 			}
 			_ = s.Save(r, w) // nothing changed: no write
@@ -95,7 +100,7 @@ func TestUnchangedSessionIsNotWritten(t *testing.T) {
 }
 
 func TestEmptySessionIsNotWritten(t *testing.T) {
-	g, b := newStore(t, sessionstore.Options{})
+	g, b, _ := newStore(t, httpsession.Kind{})
 	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
 		s, _ := g.Get(r, "sid")
 		_ = s.Save(r, w)
@@ -106,7 +111,7 @@ func TestEmptySessionIsNotWritten(t *testing.T) {
 }
 
 func TestIdleTimeoutAndLazyTouch(t *testing.T) {
-	g, b := newStore(t, sessionstore.Options{IdleTimeout: 2 * time.Second, TouchAfter: time.Second})
+	g, b, clock := newStore(t, httpsession.Kind{IdleTimeout: 2 * time.Second, TouchAfter: time.Second})
 	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
 		s, _ := g.Get(r, "sid")
 		s.Values["user"] = "ada"
@@ -131,23 +136,23 @@ func TestIdleTimeoutAndLazyTouch(t *testing.T) {
 	}
 	// Keep using it past the idle timeout: lazy touches keep it alive.
 	for range 3 {
-		time.Sleep(1100 * time.Millisecond)
+		clock.Advance(1100 * time.Millisecond)
 		if !read() {
 			t.Fatal("an active session hit the idle timeout")
 		}
 	}
-	if n := b.touches.Load(); n < 1 || n > 3 {
-		t.Fatalf("%d touches over 3.3s with TouchAfter=1s, want 1 to 3", n)
+	if n := b.touches.Load(); n != 3 {
+		t.Fatalf("%d touches over 3.3s with TouchAfter=1s, one read every 1.1s; want 3", n)
 	}
 	// Left alone longer than the idle timeout, it ends.
-	time.Sleep(2100 * time.Millisecond)
+	clock.Advance(2100 * time.Millisecond)
 	if read() {
 		t.Fatal("an idle session outlived SESSION_IDLE_TIMEOUT")
 	}
 }
 
 func TestAbsoluteLifetimeIsNotExtended(t *testing.T) {
-	g, _ := newStore(t, sessionstore.Options{TTL: 1500 * time.Millisecond, IdleTimeout: time.Hour, TouchAfter: 0})
+	g, _, clock := newStore(t, httpsession.Kind{TTL: 1500 * time.Millisecond, IdleTimeout: time.Hour, TouchAfter: 0})
 	c := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
 		s, _ := g.Get(r, "sid")
 		s.Values["user"] = "ada"
@@ -156,7 +161,7 @@ func TestAbsoluteLifetimeIsNotExtended(t *testing.T) {
 	if c.MaxAge < 1 || c.MaxAge > 2 {
 		t.Fatalf("cookie Max-Age %d, want the 1.5s lifetime rounded up", c.MaxAge)
 	}
-	time.Sleep(1600 * time.Millisecond)
+	clock.Advance(1600 * time.Millisecond)
 	request(t, g, c, func(r *http.Request, w http.ResponseWriter) {
 		if s, _ := g.Get(r, "sid"); !s.IsNew {
 			t.Fatal("session outlived its absolute lifetime")
@@ -165,7 +170,7 @@ func TestAbsoluteLifetimeIsNotExtended(t *testing.T) {
 }
 
 func TestRegenerateIssuesANewToken(t *testing.T) {
-	g, _ := newStore(t, sessionstore.Options{})
+	g, _, _ := newStore(t, httpsession.Kind{})
 	first := request(t, g, nil, func(r *http.Request, w http.ResponseWriter) {
 		s, _ := g.Get(r, "sid")
 		s.Values["user"] = "planted"

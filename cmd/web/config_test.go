@@ -1,0 +1,96 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/example/oauth-sessions/internal/envconfig"
+	"github.com/example/oauth-sessions/internal/sessionstore"
+)
+
+// envExample reads .env.example: the variables it sets, and the ones it
+// lists commented out ("#NAME=value", no space), whose defaults are right
+// wherever the app runs (DATA_DIR: the image's /data, the working folder).
+func envExample(t *testing.T) (set map[string]string, commented map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, commented = map[string]string{}, map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if name, _, ok := strings.Cut(strings.TrimPrefix(line, "#"), "="); ok && strings.HasPrefix(line, "#") && !strings.ContainsAny(name, " \t") {
+			commented[name] = true
+			continue
+		}
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf(".env.example: line %q is not KEY=value", line)
+		}
+		set[name] = value
+	}
+	return set, commented
+}
+
+// readAll reads the whole configuration with getenv: the program's own and
+// every built-in backend's, and returns the first problem.
+func readAll(getenv func(string) string) error {
+	if _, err := loadConfig(getenv); err != nil {
+		return err
+	}
+	for _, d := range backends() {
+		env := envconfig.New(getenv)
+		d.Configure(env, sessionstore.Params{DataDir: "data", Logger: slog.New(slog.DiscardHandler)})
+		if err := env.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestEnvExampleListsExactlyWhatIsRead keeps .env.example in step with what
+// the program and its backends read.
+func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
+	read := map[string]bool{}
+	if err := readAll(func(k string) string {
+		if !strings.HasSuffix(k, "_FILE") { // any variable may come from a file
+			read[k] = true
+		}
+		return ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	set, commented := envExample(t)
+	for k := range read {
+		if _, ok := set[k]; !ok && !commented[k] {
+			t.Errorf("the app reads %s but .env.example does not list it", k)
+		}
+	}
+	for k := range set {
+		if !read[k] {
+			t.Errorf(".env.example lists %s but the app does not read it", k)
+		}
+	}
+	for k := range commented {
+		if !read[k] {
+			t.Errorf(".env.example lists %s (commented out) but the app does not read it", k)
+		}
+	}
+	// The file's values must load as they are.
+	if err := readAll(func(k string) string { return set[k] }); err != nil {
+		t.Fatalf(".env.example as given does not load: %v", err)
+	}
+	// docker run --env-file .env.example must keep the data in the image's
+	// volume: nothing in the file may move DATA_DIR or the SQLite file.
+	for _, k := range []string{"DATA_DIR", "SESSION_SQLITE_PATH"} {
+		if set[k] != "" {
+			t.Errorf(".env.example sets %s=%s, which overrides the container's volume", k, set[k])
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package handlers
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/gorilla/sessions"
+	"github.com/labstack/echo/v4"
+
+	"github.com/example/oauth-sessions/internal/auth"
+)
+
+// This file is the example to copy: the signed-in part of your app. Its
+// routes are in routes.go, in the groups requireUser guards; a handler there
+// gets the user from userOf(c) and never checks the session itself.
+
+// signedIn is what requireUser leaves in the request's context.
+type signedIn struct {
+	user    auth.Identity
+	session *sessions.Session
+}
+
+const signedInKey = "signedIn"
+
+// userOf returns the signed-in user of a request that passed requireUser.
+func userOf(c echo.Context) auth.Identity {
+	return c.Get(signedInKey).(signedIn).user
+}
+
+// loginOf returns the login session of a request that passed requireUser.
+func loginOf(c echo.Context) *sessions.Session {
+	return c.Get(signedInKey).(signedIn).session
+}
+
+// requireUser lets only signed-in users through. Others get anonymous(c):
+// for pages a redirect to the sign-in, for APIs a 401.
+func (s *server) requireUser(anonymous func(c echo.Context) error) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			sess, user, ok, err := s.currentUser(c)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return anonymous(c)
+			}
+			c.Set(signedInKey, signedIn{user: user, session: sess})
+			return next(c)
+		}
+	}
+}
+
+// toSignIn sends a visitor to the sign-in, coming back to this page after.
+func toSignIn(c echo.Context) error {
+	return c.Redirect(http.StatusSeeOther, "/api/auth/google?returnTo="+url.QueryEscape(c.Request().URL.RequestURI()))
+}
+
+// notSignedIn is the API's answer to a visitor.
+func notSignedIn(echo.Context) error {
+	return echo.NewHTTPError(http.StatusUnauthorized, "not signed in")
+}
+
+// appHome is GET /app, the example page behind sign-in.
+func (s *server) appHome() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := userOf(c)
+		return s.render(c, http.StatusOK, "app.html", appPage{page: page{Title: "Your app"}, User: u})
+	}
+}
+
+// helloResponse is the JSON of GET /api/app/hello.
+type helloResponse struct {
+	Greeting string `json:"greeting"`
+}
+
+// hello is GET /api/app/hello, the example API behind sign-in.
+func (s *server) hello() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return c.JSON(http.StatusOK, helloResponse{Greeting: "Hello, " + userOf(c).DisplayName()})
+	}
+}

@@ -1,0 +1,358 @@
+package handlers_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	oauthsessions "github.com/example/oauth-sessions"
+	"github.com/example/oauth-sessions/internal/auth"
+	"github.com/example/oauth-sessions/internal/devprovider"
+	"github.com/example/oauth-sessions/internal/fakeclock"
+	"github.com/example/oauth-sessions/internal/handlers"
+	"github.com/example/oauth-sessions/internal/httpsession"
+	"github.com/example/oauth-sessions/internal/metrics"
+	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
+)
+
+const base = "http://app.test"
+
+// testApp is the whole handler, as the program builds it, over the memory
+// store and the built-in demo provider, on a fake clock. Requests go to it
+// in-process: no network, no server.
+type testApp struct {
+	handler http.Handler
+	clock   *fakeclock.Clock
+	store   *memstore.Store
+	codec   *httpsession.Codec
+	logs    *bytes.Buffer
+}
+
+func newApp(tb testing.TB, withCache bool) *testApp {
+	tb.Helper()
+	clock := fakeclock.New(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
+	store := memstore.New(memstore.Options{Now: clock.Now})
+	tb.Cleanup(func() { store.Close() })
+	codec, err := httpsession.NewCodec([]string{"handlers-test-secret-0123456789abcdef"}, 3600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl, err := template.ParseFS(oauthsessions.Files, "web/templates/*.html")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	static, err := fs.Sub(oauthsessions.Files, "static")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	callback := base + "/api/auth/google/callback"
+	dev, err := devprovider.New(devprovider.Config{Issuer: base + "/demo-idp", ClientID: "demo", ClientSecret: "demo-secret", RedirectURIs: []string{callback}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var cache *httpsession.Cache
+	if withCache {
+		cache = httpsession.NewCache(store, 100)
+	}
+	logs := &bytes.Buffer{}
+	m := metrics.New()
+	baseURL, _ := url.Parse(base)
+	h := handlers.New(handlers.Deps{
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Backend: m.Store("memory", store), Cache: cache, StoreName: "memory",
+		Codec: codec, Metrics: m, Now: clock.Now,
+		Provider: auth.NewProvider(auth.ProviderConfig{Name: "demo", Issuer: base + "/demo-idp", ClientID: "demo",
+			ClientSecret: "demo-secret", RedirectURL: callback, HTTPClient: dev.Client()}),
+		DevProvider: dev, DevProviderPath: "/demo-idp",
+		BaseURL: baseURL, SessionTTL: time.Hour, TouchAfter: time.Minute,
+		Templates: tmpl, Static: static,
+	})
+	return &testApp{handler: h, clock: clock, store: store, codec: codec, logs: logs}
+}
+
+// session saves a login session for id as a sign-in leaves it and returns
+// its cookie.
+func (a *testApp) session(tb testing.TB, id auth.Identity) *http.Cookie {
+	tb.Helper()
+	m := httpsession.NewManager(a.store, a.codec, httpsession.Options{Now: a.clock.Now,
+		Kinds: []httpsession.Kind{{Name: httpsession.KindLogin, Cookie: "sid", TTL: time.Hour}}})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	s, err := m.Fresh(r, "sid")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Values[httpsession.KeyUser] = id
+	if err := s.Save(r, w); err != nil {
+		tb.Fatal(err)
+	}
+	return w.Result().Cookies()[0]
+}
+
+// browser returns a client that keeps cookies, does not follow redirects
+// and sends its requests to the handler in-process.
+func (a *testApp) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Transport: inProcess{a.handler},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	// The handler gets its own request, as from a server: middleware may
+	// replace its body, which the client then closes.
+	in := r.Clone(r.Context())
+	if in.Body == nil {
+		in.Body = http.NoBody
+	}
+	in.RemoteAddr = "192.0.2.1:1234"
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, in)
+	res := rec.Result()
+	res.Request = r
+	return res, nil
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, c *http.Client, method, path string, header ...string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return reply{res.StatusCode, res.Header, string(b)}
+}
+
+// strictJSON decodes body into v, failing on fields v does not have: the
+// response shapes are the contract.
+func strictJSON(t *testing.T, body string, v any) {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		t.Fatalf("body %q does not have the documented shape: %v", body, err)
+	}
+}
+
+type errorJSON struct {
+	Error string `json:"error"`
+}
+
+func TestAnonymousRoutes(t *testing.T) {
+	a := newApp(t, false)
+	c := a.browser()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		location     string // for redirects
+		json         bool   // an {"error": ...} body
+		contains     string
+	}{
+		{"GET", "/", 200, "", false, "Sign in with the development provider"},
+		{"GET", "/healthz", 200, "", false, `{"status":"ok"}`},
+		{"GET", "/readyz", 200, "", false, `{"status":"ready","store":"memory"}`},
+		{"GET", "/api/auth/me", 401, "", true, "not signed in"},
+		{"GET", "/api/auth/sessions", 401, "", true, "not signed in"},
+		{"DELETE", "/api/auth/sessions/abc", 401, "", true, "not signed in"},
+		{"GET", "/api/app/hello", 401, "", true, "not signed in"},
+		{"GET", "/app", 303, "/api/auth/google?returnTo=%2Fapp", false, ""},
+		{"GET", "/sessions", 303, "/api/auth/google?returnTo=%2Fsessions", false, ""},
+		{"GET", "/no-such-page", 404, "", false, "There is no page here."},
+		{"GET", "/api/no-such-route", 404, "", true, ""},
+		{"POST", "/api/auth/logout", 200, "", false, `{"ok":true}`},
+	} {
+		r := do(t, c, tc.method, tc.path, "Sec-Fetch-Site", "same-origin")
+		if r.status != tc.status || r.header.Get("Location") != tc.location || !strings.Contains(r.body, tc.contains) {
+			t.Errorf("%s %s = %d %q %q; want %d %q containing %q", tc.method, tc.path, r.status, r.header.Get("Location"), r.body, tc.status, tc.location, tc.contains)
+		}
+		if tc.json {
+			var e errorJSON
+			strictJSON(t, r.body, &e)
+			if e.Error == "" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+				t.Errorf("%s %s: error body %q (%s); want {\"error\": ...} as JSON", tc.method, tc.path, r.body, r.header.Get("Content-Type"))
+			}
+		}
+		if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("%s %s: Cache-Control %q, want no-store", tc.method, tc.path, cc)
+		}
+	}
+	css := do(t, c, "GET", "/static/style.css")
+	if css.status != 200 || !strings.HasPrefix(css.header.Get("Content-Type"), "text/css") || !strings.Contains(css.header.Get("Cache-Control"), "max-age") {
+		t.Errorf("static file = %d %s %s; want cacheable CSS", css.status, css.header.Get("Content-Type"), css.header.Get("Cache-Control"))
+	}
+	if n := a.store.Len(); n != 0 {
+		t.Fatalf("anonymous requests left %d records in the store, want 0", n)
+	}
+}
+
+func TestCrossOriginStateChangesAreRefused(t *testing.T) {
+	a := newApp(t, false)
+	c := a.browser()
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/api/auth/logout"}, {"DELETE", "/api/auth/sessions/x"}, {"POST", "/api/auth/sessions/revoke-others"},
+	} {
+		r := do(t, c, tc.method, tc.path, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+		var e errorJSON
+		strictJSON(t, r.body, &e)
+		if r.status != http.StatusForbidden || !strings.Contains(e.Error, "cross-origin") {
+			t.Errorf("cross-origin %s %s = %d %s, want 403", tc.method, tc.path, r.status, r.body)
+		}
+	}
+}
+
+// signIn runs the demo login in-process, from the sign-in link to the
+// callback, and returns where it lands.
+func signIn(t *testing.T, c *http.Client, returnTo string) string {
+	t.Helper()
+	start := do(t, c, "GET", "/api/auth/google?returnTo="+url.QueryEscape(returnTo))
+	auth, err := url.Parse(start.header.Get("Location"))
+	if start.status != http.StatusFound || err != nil || auth.Path != "/demo-idp/authorize" {
+		t.Fatalf("start = %d %q", start.status, start.header.Get("Location"))
+	}
+	if page := do(t, c, "GET", auth.RequestURI()); page.status != 200 || !strings.Contains(page.body, "<form") {
+		t.Fatalf("provider page = %d", page.status)
+	}
+	form := auth.Query()
+	form.Set("name", "Ada Lovelace")
+	form.Set("email", "ada@example.com")
+	form.Set("action", "allow")
+	req, _ := http.NewRequest(http.MethodPost, base+"/demo-idp/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := c.Do(req)
+	if err != nil || res.StatusCode != http.StatusFound {
+		t.Fatalf("provider form = %v %v", res, err)
+	}
+	cb, _ := url.Parse(res.Header.Get("Location"))
+	back := do(t, c, "GET", cb.RequestURI())
+	if back.status != http.StatusFound {
+		t.Fatalf("callback = %d %s", back.status, back.body)
+	}
+	return back.header.Get("Location")
+}
+
+func TestSignedInRoutes(t *testing.T) {
+	a := newApp(t, true)
+	c := a.browser()
+	if got := signIn(t, c, "/app"); got != "/app" {
+		t.Fatalf("after the sign-in the browser goes to %q, want back to /app", got)
+	}
+
+	var me struct {
+		User struct {
+			ID       string `json:"id"`
+			Email    string `json:"email"`
+			Name     string `json:"name"`
+			Picture  string `json:"picture"`
+			Provider string `json:"provider"`
+		} `json:"user"`
+		Session struct {
+			Store     string    `json:"store"`
+			CreatedAt time.Time `json:"createdAt"`
+			ExpiresAt time.Time `json:"expiresAt"`
+		} `json:"session"`
+	}
+	r := do(t, c, "GET", "/api/auth/me")
+	strictJSON(t, r.body, &me)
+	if r.status != 200 || me.User.Email != "ada@example.com" || me.User.Name != "Ada Lovelace" || me.User.Provider != "demo" ||
+		me.Session.Store != "memory" || !me.Session.ExpiresAt.Equal(me.Session.CreatedAt.Add(time.Hour)) || !me.Session.CreatedAt.Equal(a.clock.Now()) {
+		t.Fatalf("/api/auth/me = %d %+v", r.status, me)
+	}
+
+	app := do(t, c, "GET", "/app")
+	if app.status != 200 || !strings.Contains(app.body, "Hello, Ada Lovelace") || app.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("/app = %d %q (Cache-Control %q)", app.status, app.body, app.header.Get("Cache-Control"))
+	}
+	var hello struct {
+		Greeting string `json:"greeting"`
+	}
+	r = do(t, c, "GET", "/api/app/hello")
+	strictJSON(t, r.body, &hello)
+	if r.status != 200 || hello.Greeting != "Hello, Ada Lovelace" {
+		t.Fatalf("/api/app/hello = %d %q", r.status, r.body)
+	}
+
+	var list struct {
+		Sessions []struct {
+			ID         string    `json:"id"`
+			Current    bool      `json:"current"`
+			Device     string    `json:"device"`
+			CreatedAt  time.Time `json:"createdAt"`
+			LastSeenAt time.Time `json:"lastSeenAt"`
+			ExpiresAt  time.Time `json:"expiresAt"`
+		} `json:"sessions"`
+	}
+	r = do(t, c, "GET", "/api/auth/sessions")
+	strictJSON(t, r.body, &list)
+	if r.status != 200 || len(list.Sessions) != 1 || !list.Sessions[0].Current {
+		t.Fatalf("/api/auth/sessions = %d %s", r.status, r.body)
+	}
+	var revoked struct {
+		Revoked int `json:"revoked"`
+	}
+	r = do(t, c, "POST", "/api/auth/sessions/revoke-others", "Sec-Fetch-Site", "same-origin")
+	strictJSON(t, r.body, &revoked)
+	if r.status != 200 || revoked.Revoked != 0 {
+		t.Fatalf("revoke-others = %d %s", r.status, r.body)
+	}
+	if r := do(t, c, "DELETE", "/api/auth/sessions/not-mine", "Sec-Fetch-Site", "same-origin"); r.status != 404 {
+		t.Fatalf("revoking an unknown session = %d, want 404", r.status)
+	}
+	if p := do(t, c, "GET", "/sessions"); p.status != 200 || !strings.Contains(p.body, "ada@example.com") {
+		t.Fatalf("/sessions = %d", p.status)
+	}
+
+	var ok struct {
+		OK bool `json:"ok"`
+	}
+	r = do(t, c, "POST", "/api/auth/logout", "Sec-Fetch-Site", "same-origin")
+	strictJSON(t, r.body, &ok)
+	if r.status != 200 || !ok.OK {
+		t.Fatalf("logout = %d %s", r.status, r.body)
+	}
+	if r := do(t, c, "GET", "/api/auth/me"); r.status != 401 {
+		t.Fatalf("after logout /api/auth/me = %d, want 401", r.status)
+	}
+	if n := a.store.Len(); n != 0 {
+		t.Fatalf("%d records left after the sign-in and the sign-out, want 0 (the flow and the session are gone)", n)
+	}
+}
+
+// TestLifetimeOnTheClock: the session ends when its lifetime does, on the
+// session layer's clock, in the cache too; no waiting.
+func TestLifetimeOnTheClock(t *testing.T) {
+	a := newApp(t, true)
+	cookie := a.session(t, auth.Identity{ID: "dev|ada", Email: "ada@example.com", Name: "Ada", Provider: "demo"})
+	c := a.browser()
+	u, _ := url.Parse(base)
+	c.Jar.SetCookies(u, []*http.Cookie{cookie})
+	for range 3 { // cached after the first
+		if r := do(t, c, "GET", "/api/auth/me"); r.status != 200 {
+			t.Fatalf("/api/auth/me = %d", r.status)
+		}
+	}
+	a.clock.Advance(time.Hour)
+	if r := do(t, c, "GET", "/api/auth/me"); r.status != 401 {
+		t.Fatalf("an hour later (SESSION_TTL) /api/auth/me = %d, want 401", r.status)
+	}
+}

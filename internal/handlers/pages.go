@@ -1,0 +1,46 @@
+package handlers
+
+import (
+	"time"
+
+	"github.com/example/oauth-sessions/internal/auth"
+)
+
+// The data of each page template (web/templates): one type per page, so a
+// template and its handler agree on what the page shows.
+
+// page is what every page has.
+type page struct {
+	Title string
+}
+
+type homePage struct {
+	page
+	Store      string
+	Demo       bool // the built-in demo login is offered
+	Production bool
+	StoreDown  bool           // the session store is not answering
+	User       *auth.Identity // nil: signed out
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	Lost       bool // the browser's session is gone (expired, signed out, restart of a memory store)
+}
+
+type sessionsPage struct {
+	page
+	User     auth.Identity
+	Store    string
+	Sessions []sessionView
+}
+
+type appPage struct {
+	page
+	User auth.Identity
+}
+
+type errorPage struct {
+	page
+	Status    int
+	Detail    string
+	RequestID string
+}

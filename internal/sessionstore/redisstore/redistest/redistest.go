@@ -1,0 +1,156 @@
+// Package redistest starts real Redis servers for tests: a single server,
+// a Sentinel deployment, a Cluster. It lives beside the Redis store so that
+// deleting the store's folder deletes it too.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"github.com/example/oauth-sessions/internal/testservers"
+)
+
+const redisInstall = "apt-get install -y redis-server redis-sentinel"
+
+func redisArgs(port int, extra ...string) func(string) []string {
+	return func(dir string) []string {
+		return append([]string{
+			"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
+			"--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no", "--daemonize", "no",
+		}, extra...)
+	}
+}
+
+// Redis starts a single redis-server with append-only persistence, so a
+// restart keeps its keys.
+func Redis(t testing.TB) *testservers.Proc {
+	t.Helper()
+	bin := testservers.Need(t, "redis-server", redisInstall)
+	port := testservers.FreePort(t)
+	return testservers.StartIn(t, "redis", bin, port, redisArgs(port))
+}
+
+// RedisCluster starts a three-master Redis Cluster and returns its nodes.
+func RedisCluster(t testing.TB) []*testservers.Proc {
+	t.Helper()
+	bin := testservers.Need(t, "redis-server", redisInstall)
+	cli := testservers.Need(t, "redis-cli", redisInstall)
+	var nodes []*testservers.Proc
+	var addrs []string
+	for i := range 3 {
+		port := testservers.FreePort(t)
+		p := testservers.StartIn(t, fmt.Sprintf("redis-cluster-%d", i), bin, port,
+			redisArgs(port, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
+		nodes = append(nodes, p)
+		addrs = append(addrs, p.Addr)
+	}
+	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addrs[0]})
+	defer c.Close()
+	testservers.WaitUntil(t, 20*time.Second, func() bool {
+		info, _ := c.ClusterInfo(context.Background()).Result()
+		return strings.Contains(info, "cluster_state:ok")
+	}, "the cluster reaching cluster_state:ok")
+	return nodes
+}
+
+// Sentinel is a master, a replica and one sentinel watching them.
+type Sentinel struct {
+	Master, Replica, Sentinel *testservers.Proc
+	MasterName                string
+}
+
+// RedisSentinel starts a Sentinel deployment.
+func RedisSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	bin := testservers.Need(t, "redis-server", redisInstall)
+	sbin := testservers.Need(t, "redis-sentinel", redisInstall)
+	mport := testservers.FreePort(t)
+	master := testservers.StartIn(t, "redis-master", bin, mport, redisArgs(mport))
+	rport := testservers.FreePort(t)
+	replica := testservers.StartIn(t, "redis-replica", bin, rport, redisArgs(rport, "--replicaof", "127.0.0.1", fmt.Sprint(mport)))
+	sport := testservers.FreePort(t)
+	const name = "sessions-master"
+	sentinel := testservers.StartIn(t, "redis-sentinel", sbin, sport, func(dir string) []string {
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 2000\nsentinel failover-timeout %s 10000\n",
+			sport, dir, name, mport, name, name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf}
+	})
+	// Wait until the sentinel knows the master.
+	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
+	defer c.Close()
+	testservers.WaitUntil(t, 20*time.Second, func() bool {
+		addr, err := c.GetMasterAddrByName(context.Background(), name).Result()
+		return err == nil && len(addr) == 2
+	}, "the sentinel knowing master %s", name)
+	return &Sentinel{Master: master, Replica: replica, Sentinel: sentinel, MasterName: name}
+}
+
+// URL returns TEST_REDIS_URL when set (a Redis of your own, e.g. from
+// docker compose), else starts a redis-server for the test. The app's own
+// REDIS_URL is never read: a shell set up for the app does not point the
+// tests at its Redis.
+func URL(t testing.TB) (string, *testservers.Proc) {
+	t.Helper()
+	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
+		return u, nil
+	}
+	p := Redis(t)
+	return "redis://" + p.Addr + "/0", p
+}
+
+// Server runs the Redis store for the program's tests: the variables of a
+// store on its own key prefix.
+func Server() storetest.Server {
+	var n atomic.Int64
+	env := func(url string) map[string]string {
+		return map[string]string{"SESSION_STORE": "redis", "REDIS_URL": url, "REDIS_KEY_PREFIX": fmt.Sprintf("t%d-%d:", os.Getpid(), n.Add(1))}
+	}
+	return storetest.Server{
+		Name: "redis",
+		Env:  func(t testing.TB) map[string]string { u, _ := URL(t); return env(u) },
+		Own: func(t testing.TB) (map[string]string, *testservers.Proc) {
+			p := Redis(t)
+			return env("redis://" + p.Addr + "/0"), p
+		},
+		Dump: func(t testing.TB, e map[string]string) []byte {
+			opts, err := redis.ParseURL(e["REDIS_URL"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := redis.NewClient(opts)
+			defer c.Close()
+			ctx := context.Background()
+			var out []byte
+			iter := c.Scan(ctx, 0, e["REDIS_KEY_PREFIX"]+"*", 500).Iterator()
+			for iter.Next(ctx) {
+				dump, err := c.Dump(ctx, iter.Val()).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(append(append(out, iter.Val()...), ' '), dump...)
+			}
+			if err := iter.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		},
+	}
+}
