@@ -10,4 +10,4 @@ test:
 bench:
 	@command -v wrk >/dev/null || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null)
 	./scripts/build-ferretdb
-	go test -tags bench -run TestBenchmarks -timeout 60m -v ./bench/
+	go test -tags bench -run TestBenchmarks -timeout 60m -v ./cmd/web/

@@ -1,4 +1,4 @@
-module github.com/example/oauth-sessions
+module example.com/oauth-sessions
 
 go 1.26.8
 

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/devprovider/devprovidertest"
+	"example.com/oauth-sessions/internal/testservers"
 
 	_ "modernc.org/sqlite"
 )

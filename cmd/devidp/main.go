@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/devprovider"
 )
 
 func main() {

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/mongostore"
-	"github.com/example/oauth-sessions/internal/sessionstore/redisstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/sqlitestore"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/memstore"
+	"example.com/oauth-sessions/internal/sessionstore/mongostore"
+	"example.com/oauth-sessions/internal/sessionstore/redisstore"
+	"example.com/oauth-sessions/internal/sessionstore/sqlitestore"
 )
 
 // backends lists the session stores built into the program, one line

@@ -6,13 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // envExample reads .env.example: the variables it sets, and the ones it
 // lists commented out ("#NAME=value", no space), whose defaults are right
 // wherever the app runs (DATA_DIR: the image's /data, the working folder).
+// A section headed "(SESSION_STORE=name)" belongs to that backend and is
+// left out when the backend is not built in (deleted from the template).
 func envExample(t *testing.T) (set map[string]string, commented map[string]bool) {
 	t.Helper()
 	b, err := os.ReadFile("../../.env.example")
@@ -20,8 +22,18 @@ func envExample(t *testing.T) (set map[string]string, commented map[string]bool)
 		t.Fatal(err)
 	}
 	set, commented = map[string]string{}, map[string]bool{}
+	skip := false
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "# ---") {
+			_, store, ok := strings.Cut(line, "(SESSION_STORE=")
+			_, built := sessionstore.Lookup(backends(), strings.TrimSuffix(store, ") ---"))
+			skip = ok && !built
+			continue
+		}
+		if skip {
+			continue
+		}
 		if name, _, ok := strings.Cut(strings.TrimPrefix(line, "#"), "="); ok && strings.HasPrefix(line, "#") && !strings.ContainsAny(name, " \t") {
 			commented[name] = true
 			continue

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/devprovider"
-	"github.com/example/oauth-sessions/internal/devprovider/devprovidertest"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/devprovider/devprovidertest"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 // testSecret is a fixed SESSION_SECRET so restarts keep sessions valid.

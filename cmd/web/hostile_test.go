@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/testbackends"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/testbackends"
 )
 
 // TestHostileIDTokens: a token whose signature does not verify, or that is

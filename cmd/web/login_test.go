@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/testservers"
 
 	_ "modernc.org/sqlite"
 )

@@ -28,12 +28,12 @@ import (
 
 	"github.com/joho/godotenv"
 
-	oauthsessions "github.com/example/oauth-sessions"
-	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/config"
-	"github.com/example/oauth-sessions/internal/devprovider"
-	"github.com/example/oauth-sessions/internal/handlers"
-	"github.com/example/oauth-sessions/internal/metrics"
+	oauthsessions "example.com/oauth-sessions"
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/config"
+	"example.com/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/handlers"
+	"example.com/oauth-sessions/internal/metrics"
 )
 
 func main() {

@@ -13,15 +13,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
-	"github.com/example/oauth-sessions/internal/testbackends"
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/testbackends"
 )
 
-// migrateSessions is how many sessions each migration test copies.
-const migrateSessions = 10000
+// migrateSessionCount is how many sessions each migration test copies:
+// 10,000, or 1,000 with -short (the template checks on scratch copies).
+func migrateSessionCount() int {
+	if testing.Short() {
+		return 1000
+	}
+	return 10000
+}
 
 // persistentStores returns the built-in backends that keep sessions outside
 // the process: the ones sessions migrate between.
@@ -82,6 +88,9 @@ func loginStore(t *testing.T, b sessionstore.Backend) *httpsession.Manager {
 	return httpsession.NewManager(b, codec, httpsession.Options{Kinds: []httpsession.Kind{{Name: httpsession.KindLogin, Cookie: "sid", TTL: time.Hour}}})
 }
 
+// seedUsers is how many users the seeded sessions belong to.
+const seedUsers = 200
+
 // seed writes n login sessions into b the way the app does and returns
 // cookie value → email.
 func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
@@ -94,7 +103,7 @@ func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
 	for range 16 {
 		wg.Go(func() {
 			for i := range next {
-				email := fmt.Sprintf("user%d@example.com", i%2000) // several sessions per user
+				email := fmt.Sprintf("user%d@example.com", i%seedUsers) // several sessions per user
 				r := httptest.NewRequest(http.MethodGet, "/", nil)
 				w := httptest.NewRecorder()
 				s, err := g.Fresh(r, "sid")
@@ -215,6 +224,8 @@ func load(t *testing.T, b sessionstore.Backend, entries []sessionstore.Entry) {
 }
 
 func TestMigrateEveryPair(t *testing.T) {
+	t.Parallel() // mostly waiting on servers
+	migrateSessions := migrateSessionCount()
 	var stores []string
 	for _, s := range persistentStores(t) {
 		stores = append(stores, s.Name)
@@ -277,8 +288,8 @@ func TestMigrateEveryPair(t *testing.T) {
 					}
 					verify(t, target, cookies)
 					owned, err := target.ByOwner(t.Context(), auth.OwnerKey("user7@example.com"))
-					if err != nil || len(owned) != migrateSessions/2000 {
-						t.Fatalf("user index in the target: %d sessions, %v; want %d", len(owned), err, migrateSessions/2000)
+					if err != nil || len(owned) != migrateSessions/seedUsers {
+						t.Fatalf("user index in the target: %d sessions, %v; want %d", len(owned), err, migrateSessions/seedUsers)
 					}
 				})
 			}

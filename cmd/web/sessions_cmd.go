@@ -13,10 +13,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/config"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/config"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 const sessionsUsage = `usage: web sessions COMMAND [flags]

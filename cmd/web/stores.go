@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/example/oauth-sessions/internal/config"
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/config"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // loadConfig reads the program's configuration, SESSION_STORE checked

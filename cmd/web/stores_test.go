@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
-	"github.com/example/oauth-sessions/internal/testbackends"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/testbackends"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 // withStore adds what the backend needs to env (its server started, its
@@ -190,6 +190,7 @@ func status(t *testing.T, b *browser, u string) (int, string) {
 // user: session routes give a readable 503, /readyz says unavailable, and
 // everything works again once the server is back, without a restart.
 func TestStoreOutage503AndRecovery(t *testing.T) {
+	t.Parallel() // mostly waiting on servers that are down
 	p := startIDP(t)
 	for _, backend := range serverStores() {
 		t.Run(backend.Name, func(t *testing.T) {
@@ -232,6 +233,7 @@ func TestStoreOutage503AndRecovery(t *testing.T) {
 // TestStartsWithStoreDown: a server store that is down at start-up does not
 // stop the app; it reports 503 until the store comes.
 func TestStartsWithStoreDown(t *testing.T) {
+	t.Parallel() // mostly waiting on servers that are down
 	p := startIDP(t)
 	for _, backend := range serverStores() {
 		t.Run(backend.Name, func(t *testing.T) {
@@ -260,6 +262,7 @@ func TestStartsWithStoreDown(t *testing.T) {
 // without a restart, the session from before is still there, and no
 // goroutines are left behind.
 func TestOutageUnderLoad(t *testing.T) {
+	// Not parallel: it counts the process's goroutines.
 	p := startIDP(t)
 	for _, backend := range serverStores() {
 		t.Run(backend.Name, func(t *testing.T) {

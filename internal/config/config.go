@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/httpsession"
 )
 
 // Config is everything the program takes from its environment, but for the

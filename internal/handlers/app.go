@@ -7,7 +7,7 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
 
-	"github.com/example/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/auth"
 )
 
 // This file is the example to copy: the signed-in part of your app. Its

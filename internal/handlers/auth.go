@@ -13,8 +13,8 @@ import (
 	"github.com/labstack/echo-contrib/session"
 	"github.com/labstack/echo/v4"
 
-	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/httpsession"
 )
 
 // flowCookieName names the cookie of the login flow for state. Each started

@@ -5,7 +5,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/example/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/auth"
 )
 
 // BenchmarkRoutes is the app's whole handler (every middleware) in process,

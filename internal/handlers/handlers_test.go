@@ -15,14 +15,14 @@ import (
 	"testing"
 	"time"
 
-	oauthsessions "github.com/example/oauth-sessions"
-	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/devprovider"
-	"github.com/example/oauth-sessions/internal/fakeclock"
-	"github.com/example/oauth-sessions/internal/handlers"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/metrics"
-	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
+	oauthsessions "example.com/oauth-sessions"
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/fakeclock"
+	"example.com/oauth-sessions/internal/handlers"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/metrics"
+	"example.com/oauth-sessions/internal/sessionstore/memstore"
 )
 
 const base = "http://app.test"

@@ -3,7 +3,7 @@ package handlers
 import (
 	"time"
 
-	"github.com/example/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/auth"
 )
 
 // The data of each page template (web/templates): one type per page, so a

@@ -21,10 +21,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/example/oauth-sessions/internal/auth"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/metrics"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/metrics"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // Deps is everything the handlers need.

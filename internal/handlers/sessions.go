@@ -7,7 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/example/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/httpsession"
 )
 
 // sessionView is one session in GET /api/auth/sessions and on the page.

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // Cache remembers sessions this process has validated, so that a request

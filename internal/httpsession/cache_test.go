@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/fakeclock"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
+	"example.com/oauth-sessions/internal/fakeclock"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore/memstore"
 )
 
 // feedSwitch is a memory store whose change feed can be turned off, as a

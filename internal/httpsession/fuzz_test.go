@@ -3,7 +3,7 @@ package httpsession_test
 import (
 	"testing"
 
-	"github.com/example/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/httpsession"
 )
 
 func fuzzCodec(f *testing.F) *httpsession.Codec {

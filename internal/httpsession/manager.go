@@ -25,7 +25,7 @@ import (
 
 	"github.com/gorilla/sessions"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // ErrUnavailable marks errors caused by the backend not answering. Handlers

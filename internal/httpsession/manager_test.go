@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/fakeclock"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
+	"example.com/oauth-sessions/internal/fakeclock"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/memstore"
 )
 
 // counting wraps a real backend and counts writes.

@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/envconfig"
 )
 
 // Store is a key/value backend for session records, with an index of the

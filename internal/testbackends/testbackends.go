@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/example/oauth-sessions/internal/sessionstore/mongostore/mongotest"
-	"github.com/example/oauth-sessions/internal/sessionstore/redisstore/redistest"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/sessionstore/mongostore/mongotest"
+	"example.com/oauth-sessions/internal/sessionstore/redisstore/redistest"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
 )
 
 // All returns every built-in backend's test servers, in the order of

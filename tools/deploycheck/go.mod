@@ -1,4 +1,4 @@
-module github.com/example/oauth-sessions/tools/deploycheck
+module example.com/oauth-sessions/tools/deploycheck
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module github.com/example/oauth-sessions/tools/ferretdb
+module example.com/oauth-sessions/tools/ferretdb
 
 go 1.26
 

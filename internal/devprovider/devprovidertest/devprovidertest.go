@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/example/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/devprovider"
 )
 
 // Provider is a devprovider.Provider whose token responses pass through

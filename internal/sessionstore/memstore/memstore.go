@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 var (

@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/memstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/memstore"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
 )
 
 func TestConformance(t *testing.T) {

@@ -8,12 +8,12 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/example/oauth-sessions/internal/fakeclock"
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/mongostore"
-	"github.com/example/oauth-sessions/internal/sessionstore/mongostore/mongotest"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/fakeclock"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/mongostore"
+	"example.com/oauth-sessions/internal/sessionstore/mongostore/mongotest"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 func open(t testing.TB, url, coll, mode string, now func() time.Time) *mongostore.Store {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 var (

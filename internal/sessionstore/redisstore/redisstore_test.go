@@ -11,11 +11,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/redisstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/redisstore/redistest"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/redisstore"
+	"example.com/oauth-sessions/internal/sessionstore/redisstore/redistest"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 // harness runs the suite over clients made with opts, tracking

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // invalidateChannel is where Redis publishes key invalidations to a

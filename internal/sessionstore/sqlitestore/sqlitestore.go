@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/sessionstore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/envconfig"
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/sessionstore/sqlitestore"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/envconfig"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/sqlitestore"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
 )
 
 func open(t *testing.T, opts sqlitestore.Options) *sqlitestore.Store {

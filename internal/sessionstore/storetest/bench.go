@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // Bench measures a backend's operations and the whole per-request session

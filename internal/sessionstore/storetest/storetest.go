@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/oauth-sessions/internal/fakeclock"
-	"github.com/example/oauth-sessions/internal/httpsession"
-	"github.com/example/oauth-sessions/internal/sessionstore"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/fakeclock"
+	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 // Capability is an optional part of the contract. A harness declares the

@@ -15,9 +15,9 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/example/oauth-sessions/internal/sessionstore/mongostore"
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/sessionstore/mongostore"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 // FerretDBBinary finds the FerretDB build: $TEST_FERRETDB_BIN, then

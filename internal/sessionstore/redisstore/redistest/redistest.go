@@ -16,8 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/example/oauth-sessions/internal/sessionstore/storetest"
-	"github.com/example/oauth-sessions/internal/testservers"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
+	"example.com/oauth-sessions/internal/testservers"
 )
 
 const redisInstall = "apt-get install -y redis-server redis-sentinel"
