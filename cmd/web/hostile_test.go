@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -127,6 +128,59 @@ func TestAtRest(t *testing.T) {
 				if bytes.Contains(dump, []byte(secret)) {
 					t.Errorf("the %s dump contains %q", srv.Name, secret)
 				}
+			}
+		})
+	}
+}
+
+// TestOneStateOneSession: two codes for one state, delivered by two
+// concurrent callbacks carrying the same flow cookie, make exactly one
+// session, on every store (the flow is taken from the store atomically).
+func TestOneStateOneSession(t *testing.T) {
+	p := startIDP(t)
+	for _, srv := range testbackends.All() {
+		t.Run(srv.Name, func(t *testing.T) {
+			a := startApp(t, withStore(t, baseEnv(t, p, t.TempDir()), srv))
+			const tries = 30
+			var winner *http.Cookie
+			for try := range tries {
+				b := newBrowser(t)
+				authorize := b.startLogin(a, "")
+				first, second := b.approve(authorize, "Ada", "ada@example.com"), b.approve(authorize, "Ada", "ada@example.com")
+				if first == second {
+					t.Fatal("the provider issued the same code twice")
+				}
+				results := make(chan response, 2)
+				for _, cb := range []string{first, second} {
+					go func() { results <- b.get(cb) }()
+				}
+				won := 0
+				for range 2 {
+					r := <-results
+					switch r.Status {
+					case http.StatusFound:
+						won++
+					case http.StatusBadRequest:
+					default:
+						t.Fatalf("try %d: callback = %d\n%s", try, r.Status, r.Body)
+					}
+				}
+				if won != 1 {
+					t.Fatalf("try %d: %d of 2 concurrent callbacks for one state signed in, want exactly 1", try, won)
+				}
+				winner = b.cookie(a.URL, "sid")
+			}
+			// Every session of the user: one per try, none twice.
+			req, _ := http.NewRequest(http.MethodGet, a.URL+"/api/auth/sessions", nil)
+			req.AddCookie(winner)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var list sessionsBody
+			if err := json.NewDecoder(res.Body).Decode(&list); err != nil || len(list.Sessions) != tries {
+				t.Fatalf("the user has %d sessions after %d sign-ins, want %d (%v)", len(list.Sessions), tries, tries, err)
 			}
 		})
 	}

@@ -118,21 +118,21 @@ func (s *server) finishLogin() echo.HandlerFunc {
 			s.Metrics.Login("failed", "bad_state")
 			return badFlow("The sign-in response had no valid state.")
 		}
-		flowSess, err := session.Get(s.flowCookieName(r, state), c)
+		// One use only: the flow is taken from the store (read and deleted
+		// in one step) before anything else can fail, so of two callbacks
+		// for one state, replayed or racing, only one finds it.
+		flowSess, err := s.sessions.Take(r, s.flowCookieName(r, state))
 		if err != nil {
 			return err
+		}
+		if info := httpsession.InfoOf(flowSess); !flowSess.IsNew || info.Lost {
+			httpsession.Forget(c.Response(), flowSess)
 		}
 		flow, ok := httpsession.Value[auth.Flow](flowSess, httpsession.KeyFlow)
 		if flowSess.IsNew || !ok || !auth.CheckState(flow, state) {
 			s.Metrics.Login("failed", "bad_state")
 			s.Logger.Info("Login refused", "reason", "unknown or replayed state")
 			return badFlow("This sign-in link has expired, was already used, or was started in another browser.")
-		}
-		// One use only: the flow is gone before anything else can fail, so a
-		// replayed callback never finds it.
-		flowSess.Options.MaxAge = -1
-		if err := flowSess.Save(r, c.Response()); err != nil {
-			return err
 		}
 
 		if e := c.QueryParam("error"); e != "" {

@@ -64,8 +64,12 @@ type Options struct {
 	Cookie func(r *http.Request) sessions.Options
 	// Now is the clock (time.Now when nil); tests move it instead of
 	// sleeping.
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
+	// Rejected, when set, is told of each cookie refused before any store
+	// read (a bad signature, a malformed value): for a metric, not a log
+	// line per cookie.
+	Rejected func(reason string)
+	Logger   *slog.Logger
 }
 
 // Manager adapts a sessionstore.Store to gorilla/sessions. It is the one
@@ -171,38 +175,87 @@ func (m *Manager) New(r *http.Request, name string) (*sessions.Session, error) {
 			kind.Cache.Invalidate(hit.key)
 		}
 	}
-	token, err := m.codec.DecodeCookie(name, c.Value)
-	if err != nil {
-		st.notFound = true
-		m.opts.Logger.Debug("session cookie rejected", "cookie", name, "reason", err.Error())
-		return s, nil
+	e, err := m.read(r, s, c.Value, now, func(key string) (sessionstore.Entry, bool, error) {
+		if kind.Cache != nil {
+			tk = kind.Cache.stripeTicket(tk, key)
+		}
+		return m.backend.Find(ctx, key)
+	})
+	if e == nil || err != nil {
+		return s, err
 	}
-	key := KeyFor(token)
-	if kind.Cache != nil {
-		tk = kind.Cache.stripeTicket(tk, key)
-	}
-	entry, found, err := m.backend.Find(ctx, key)
-	if err != nil {
-		return s, fmt.Errorf("%w: find session %s: %w", ErrUnavailable, ShortID(key), err)
-	}
-	if !found || !now.Before(entry.ExpiresAt) {
-		st.notFound = true
-		return s, nil
-	}
-	rec, err := m.codec.OpenRecord(key, entry.Data)
-	if err != nil || rec.Kind != kind.Name || !now.Before(rec.ExpiresAt) {
-		// Unreadable, foreign or stale: never a 500, just no session.
-		st.notFound = true
-		m.opts.Logger.Warn("session record rejected", "session", ShortID(key), "kind", kind.Name, "error", err)
-		return s, nil
-	}
-	e := newCached(token, key, rec, entry)
-	m.fill(s, st, e)
-	if !m.touch(ctx, key, st, now) && kind.Cache != nil {
+	if !m.touch(ctx, e.key, st, now) && kind.Cache != nil {
 		// (After a touch the entry's times are stale: the next request reads.)
 		kind.Cache.store(ref, e, tk)
 	}
 	return s, nil
+}
+
+// read verifies the cookie value, reads its record with get and, when it is
+// a live record of s's kind, fills s. It returns nil when there is no such
+// session (s is then marked as not found), an error only when the backend
+// failed.
+func (m *Manager) read(r *http.Request, s *sessions.Session, value string, now time.Time, get func(key string) (sessionstore.Entry, bool, error)) (*cached, error) {
+	st := stateOf(s)
+	token, err := m.codec.DecodeCookie(s.Name(), value)
+	if err != nil {
+		st.notFound = true
+		if m.opts.Rejected != nil {
+			m.opts.Rejected("bad cookie")
+		}
+		return nil, nil
+	}
+	key := KeyFor(token)
+	entry, found, err := get(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read session %s: %w", ErrUnavailable, ShortID(key), err)
+	}
+	if !found || !now.Before(entry.ExpiresAt) {
+		st.notFound = true
+		return nil, nil
+	}
+	rec, err := m.codec.OpenRecord(key, entry.Data)
+	if err != nil || rec.Kind != st.kind.Name || !now.Before(rec.ExpiresAt) {
+		// Unreadable, foreign or stale: never a 500, just no session.
+		st.notFound = true
+		m.opts.Logger.Warn("session record rejected", "session", ShortID(key), "kind", st.kind.Name, "error", err)
+		return nil, nil
+	}
+	e := newCached(token, key, rec, entry)
+	m.fill(s, st, e)
+	return e, nil
+}
+
+// Take loads the session the request's cookie called name refers to and
+// removes it from the store in the same step: of concurrent requests
+// carrying the cookie, exactly one gets the session. It is for one-time
+// sessions (a login in progress). The response is not touched: Forget
+// clears the cookie.
+func (m *Manager) Take(r *http.Request, name string) (*sessions.Session, error) {
+	kind, err := m.kindOf(name)
+	if err != nil {
+		return nil, err
+	}
+	s := m.empty(r, name, kind)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return s, nil
+	}
+	stateOf(s).hadCookie = true
+	_, err = m.read(r, s, c.Value, m.opts.Now(), func(key string) (sessionstore.Entry, bool, error) {
+		return m.backend.Take(r.Context(), key)
+	})
+	if err == nil {
+		s.ID = "" // gone from the store: nothing of it is saved again
+	}
+	return s, err
+}
+
+// Forget clears the cookie of s in the browser, without touching the store.
+func Forget(w http.ResponseWriter, s *sessions.Session) {
+	opts := *s.Options
+	opts.MaxAge = -1
+	http.SetCookie(w, sessions.NewCookie(s.Name(), "", &opts))
 }
 
 // fill loads a validated session into s.

@@ -140,6 +140,13 @@ func (s *instrumented) ByOwner(ctx context.Context, owner string) ([]sessionstor
 	return out, err
 }
 
+func (s *instrumented) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
+	start := time.Now()
+	e, found, err := s.Backend.Take(ctx, key)
+	s.observe("take", start, err)
+	return e, found, err
+}
+
 func (s *instrumented) Delete(ctx context.Context, key string) error {
 	start := time.Now()
 	err := s.Backend.Delete(ctx, key)

@@ -14,6 +14,7 @@ package sessionstore
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"log/slog"
 	"slices"
@@ -41,6 +42,10 @@ import (
 //     without rewriting the data; touching a missing key is not an error and
 //     creates nothing.
 //   - Delete on a missing key is not an error.
+//   - Take reads and deletes a record in one atomic step: of any number of
+//     concurrent Takes of one key, exactly one finds it. A record that has
+//     expired is deleted too and not returned. It is how a one-time record
+//     (a login in progress) is used exactly once.
 //   - All yields every live record once, in no particular order, and stops at
 //     the first error, which it yields.
 //   - ByOwner returns the live records of one owner without scanning the
@@ -52,6 +57,7 @@ type Store interface {
 	Save(ctx context.Context, e Entry) error
 	Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error
 	Delete(ctx context.Context, key string) error
+	Take(ctx context.Context, key string) (e Entry, found bool, err error)
 	All(ctx context.Context) iter.Seq2[Entry, error]
 	ByOwner(ctx context.Context, owner string) ([]Entry, error)
 }
@@ -130,6 +136,11 @@ func Names(defs []Definition) []string {
 	}
 	return out
 }
+
+// ErrFull marks a write the store refused for lack of room (Redis at
+// maxmemory with noeviction, a full disk). Reads still work; the app
+// refuses new sign-ins until the store has room again.
+var ErrFull = errors.New("session store is full")
 
 // Wrapper is implemented by backends that wrap another (metrics): the
 // optional capabilities of the wrapped one stay reachable through As.

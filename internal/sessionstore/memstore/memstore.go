@@ -175,6 +175,24 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Take implements sessionstore.Store under the store's lock.
+func (s *Store) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return sessionstore.Entry{}, false, err
+	}
+	s.mu.Lock()
+	e, ok := s.items[key]
+	s.remove(key)
+	s.mu.Unlock()
+	if ok {
+		s.changed(key)
+	}
+	if !ok || !s.now().Before(e.ExpiresAt) {
+		return sessionstore.Entry{}, false, nil
+	}
+	return e, true, nil
+}
+
 // Follow implements sessionstore.ChangeFeed. Every write to this store goes
 // through this process, so reporting each one as it happens is complete.
 func (s *Store) Follow(inv sessionstore.Invalidator) { s.followers.Add(inv) }

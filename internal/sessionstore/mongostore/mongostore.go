@@ -308,10 +308,51 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("mongo save: %w", err)
+		return fmt.Errorf("mongo save: %w", full(err))
 	}
 	return nil
 }
+
+// Take implements sessionstore.Store: read the document, then delete it
+// only if it is still the one read. Of concurrent Takes exactly one
+// deletes it, on any server (a single-document delete is atomic
+// everywhere; findAndModify is not, on some compatible servers, FerretDB
+// v1 among them). A document replaced in between is read again.
+func (s *Store) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
+	for {
+		var d doc
+		err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return sessionstore.Entry{}, false, nil
+		}
+		if err != nil {
+			return sessionstore.Entry{}, false, fmt.Errorf("mongo take: %w", err)
+		}
+		res, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "data", Value: d.Data}, {Key: "expiresAt", Value: d.ExpiresAt}})
+		if err != nil {
+			return sessionstore.Entry{}, false, fmt.Errorf("mongo take: %w", err)
+		}
+		if res.DeletedCount == 0 {
+			continue // taken by another, or replaced: look again
+		}
+		if !s.opts.Now().Before(d.ExpiresAt) {
+			return sessionstore.Entry{}, false, nil
+		}
+		return d.entry(), true, nil
+	}
+}
+
+// full marks MongoDB's OutOfDiskSpace as sessionstore.ErrFull.
+func full(err error) error {
+	var se mongo.ServerError
+	if errors.As(err, &se) && se.HasErrorCode(errOutOfDiskSpace) {
+		return fmt.Errorf("%w: %w", sessionstore.ErrFull, err)
+	}
+	return err
+}
+
+// errOutOfDiskSpace is MongoDB's OutOfDiskSpace error code.
+const errOutOfDiskSpace = 14031
 
 // Touch implements sessionstore.Store with a small $set, not a rewrite.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {

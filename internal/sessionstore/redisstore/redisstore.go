@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,6 +236,31 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 	return e, live, nil
 }
 
+// Take implements sessionstore.Store with GETDEL: Redis runs each
+// command alone, so exactly one of concurrent Takes gets the value.
+func (s *Store) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
+	defer s.followers.Invalidate(key)
+	v, err := s.rdb.GetDel(ctx, s.prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return sessionstore.Entry{}, false, nil
+	}
+	if err != nil {
+		return sessionstore.Entry{}, false, fmt.Errorf("redis getdel: %w", full(err))
+	}
+	e, live := decode(key, v, s.now())
+	return e, live, nil
+}
+
+// full marks Redis's refusal to write at maxmemory (with noeviction) as
+// sessionstore.ErrFull.
+func full(err error) error {
+	var re redis.Error
+	if errors.As(err, &re) && strings.HasPrefix(re.Error(), "OOM ") {
+		return fmt.Errorf("%w: %w", sessionstore.ErrFull, err)
+	}
+	return err
+}
+
 // addOwnerScript adds a key to an owner's set and makes the set live at
 // least as long as that session (it never shortens it).
 var addOwnerScript = redis.NewScript(`
@@ -252,11 +278,11 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	defer s.followers.Invalidate(e.Key)
 	err := s.rdb.SetArgs(ctx, s.prefix+e.Key, encode(e), redis.SetArgs{ExpireAt: e.ExpiresAt}).Err()
 	if err != nil {
-		return fmt.Errorf("redis set: %w", err)
+		return fmt.Errorf("redis set: %w", full(err))
 	}
 	if e.Owner != "" {
 		if err := addOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(e.Owner)}, e.Key, ttl.Milliseconds()+1000).Err(); err != nil {
-			return fmt.Errorf("redis index owner: %w", err)
+			return fmt.Errorf("redis index owner: %w", full(err))
 		}
 	}
 	return nil
@@ -293,7 +319,7 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 	binary.BigEndian.PutUint64(hdr[8:], uint64(seenAt.UnixMilli()))
 	owner, err := touchScript.Run(ctx, s.rdb, []string{s.prefix + key}, hdr, expiresAt.UnixMilli(), s.now().UnixMilli()).Text()
 	if err != nil {
-		return fmt.Errorf("redis touch: %w", err)
+		return fmt.Errorf("redis touch: %w", full(err))
 	}
 	if owner != "" {
 		// With an idle timeout a session outlives the expiry it was saved

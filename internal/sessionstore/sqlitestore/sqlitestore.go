@@ -106,7 +106,7 @@ type Store struct {
 }
 
 type queries struct {
-	find, save, touch, del, page, owner, cleanup string
+	find, save, touch, del, take, page, owner, cleanup string
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -154,6 +154,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		save:    `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
 		touch:   `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
 		del:     `DELETE FROM ` + t + ` WHERE key = ?`,
+		take:    `DELETE FROM ` + t + ` WHERE key = ? RETURNING owner, data, seen_at, expires_at`,
 		page:    `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
 		owner:   `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE owner = ? AND expires_at > ?`,
 		cleanup: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`,
@@ -244,7 +245,7 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	defer s.followers.Invalidate(e.Key)
 	if _, err := s.writer.ExecContext(ctx, s.q.save, e.Key, e.Owner, e.Data, ms(e.SeenAt), ms(e.ExpiresAt)); err != nil {
-		return fmt.Errorf("sqlite save: %w", err)
+		return fmt.Errorf("sqlite save: %w", s.full(err))
 	}
 	return nil
 }
@@ -253,7 +254,7 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
 	defer s.followers.Invalidate(key)
 	if _, err := s.writer.ExecContext(ctx, s.q.touch, ms(seenAt), ms(expiresAt), key, ms(s.opts.Now())); err != nil {
-		return fmt.Errorf("sqlite touch: %w", err)
+		return fmt.Errorf("sqlite touch: %w", s.full(err))
 	}
 	return nil
 }
@@ -266,6 +267,39 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// Take implements sessionstore.Store with one DELETE … RETURNING: the
+// single writer connection makes it atomic.
+func (s *Store) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
+	defer s.followers.Invalidate(key)
+	e := sessionstore.Entry{Key: key}
+	var seen, exp int64
+	err := s.writer.QueryRowContext(ctx, s.q.take, key).Scan(&e.Owner, &e.Data, &seen, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sessionstore.Entry{}, false, nil
+	}
+	if err != nil {
+		return sessionstore.Entry{}, false, fmt.Errorf("sqlite take: %w", s.full(err))
+	}
+	e.SeenAt, e.ExpiresAt = time.UnixMilli(seen), time.UnixMilli(exp)
+	if !s.opts.Now().Before(e.ExpiresAt) {
+		return sessionstore.Entry{}, false, nil
+	}
+	return e, true, nil
+}
+
+// full marks SQLite's "database or disk is full" as sessionstore.ErrFull.
+func (s *Store) full(err error) error {
+	var se interface{ Code() int }
+	if errors.As(err, &se) && se.Code()&0xff == sqliteFull {
+		return fmt.Errorf("%w: %w", sessionstore.ErrFull, err)
+	}
+	return err
+}
+
+// sqliteFull is SQLITE_FULL, the primary result code of a full disk or a
+// database at its max_page_count.
+const sqliteFull = 13
 
 // All implements sessionstore.Store. It reads in pages ordered by key, so it
 // holds no read transaction open while the caller works on an entry.

@@ -102,6 +102,8 @@ func Run(t *testing.T, h Harness) {
 		{"SaveFind", testSaveFind},
 		{"Overwrite", testOverwrite},
 		{"Delete", testDelete},
+		{"Take", testTake},
+		{"TakeOnce", testTakeOnce},
 		{"Expiry", testExpiry},
 		{"Touch", testTouch},
 		{"All", testAll},
@@ -246,6 +248,67 @@ func testDelete(t *testing.T, h Harness) {
 	expectGone(t, s, "k")
 	if err := s.Delete(ctx(t), "never-there"); err != nil {
 		t.Fatalf("Delete of a missing key: %v, want nil", err)
+	}
+}
+
+// testTake: Take returns the record and removes it; a missing or expired
+// record is not returned (and an expired one is gone after).
+func testTake(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	s := e.s
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "k", Owner: "o", Data: []byte("v"), SeenAt: e.now(), ExpiresAt: e.now().Add(time.Hour)})
+	got, found, err := s.Take(ctx(t), "k")
+	if err != nil || !found || string(got.Data) != "v" || got.Owner != "o" || got.Key != "k" {
+		t.Fatalf("Take = %+v, %v, %v; want the record", got, found, err)
+	}
+	sameSecond(t, got.ExpiresAt, e.now().Add(time.Hour))
+	expectGone(t, s, "k")
+	if _, found, err := s.Take(ctx(t), "k"); err != nil || found {
+		t.Fatalf("second Take = %v, %v; want not found", found, err)
+	}
+	if _, found, err := s.Take(ctx(t), "never-there"); err != nil || found {
+		t.Fatalf("Take of a missing key = %v, %v; want not found, no error", found, err)
+	}
+	mustSave(t, s, "old", []byte("v"), e.now().Add(time.Minute))
+	e.clock.Advance(2 * time.Minute)
+	if _, found, err := s.Take(ctx(t), "old"); err != nil || found {
+		t.Fatalf("Take of an expired record = %v, %v; want not found", found, err)
+	}
+}
+
+// testTakeOnce: of many concurrent Takes of one record, exactly one gets
+// it: a login in progress finishes once, however many callbacks race.
+func testTakeOnce(t *testing.T, h Harness) {
+	e := newEnv(t, h)
+	s := e.s
+	const takers, rounds = 20, 10
+	for round := range rounds {
+		key := fmt.Sprint("once-", round)
+		mustSave(t, s, key, []byte("v"), e.now().Add(time.Hour))
+		var wins sync.WaitGroup
+		var mu sync.Mutex
+		won := 0
+		start := make(chan struct{})
+		for range takers {
+			wins.Go(func() {
+				<-start
+				_, found, err := s.Take(ctx(t), key)
+				if err != nil {
+					t.Errorf("Take: %v", err)
+					return
+				}
+				if found {
+					mu.Lock()
+					won++
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		wins.Wait()
+		if won != 1 {
+			t.Fatalf("round %d: %d of %d concurrent Takes got the record, want exactly 1", round, won, takers)
+		}
 	}
 }
 
@@ -394,7 +457,11 @@ func testRestart(t *testing.T, h Harness) {
 		return err == nil
 	}, "the store answering after a restart (last: %v)", errOf{&err})
 	expectData(t, s, "before", []byte("kept"))
-	mustSave(t, s, "after", []byte("new"), e.now().Add(time.Hour))
+	// A cluster answers reads before every shard takes writes again.
+	testservers.WaitUntil(t, 10*time.Second, func() bool {
+		err = s.Save(ctx(t), sessionstore.Entry{Key: "after", Data: []byte("new"), ExpiresAt: e.now().Add(time.Hour)})
+		return err == nil
+	}, "the store taking writes after a restart (last: %v)", errOf{&err})
 	expectData(t, s, "after", []byte("new"))
 }
 
@@ -729,6 +796,8 @@ func testChangeFeed(t *testing.T, h Harness) {
 			{"save", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("v"), ExpiresAt: exp}) }},
 			{"overwrite", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("w"), ExpiresAt: exp}) }},
 			{"touch", func() error { return st.Touch(ctx(t), key, e.now(), exp.Add(time.Minute)) }},
+			{"take", func() error { _, _, err := st.Take(ctx(t), key); return err }},
+			{"save again", func() error { return st.Save(ctx(t), sessionstore.Entry{Key: key, Data: []byte("x"), ExpiresAt: exp}) }},
 			{"delete", func() error { return st.Delete(ctx(t), key) }},
 		}
 	}
