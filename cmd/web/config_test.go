@@ -1,8 +1,11 @@
 package main
 
 import (
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -104,5 +107,44 @@ func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
 		if set[k] != "" {
 			t.Errorf(".env.example sets %s=%s, which overrides the container's volume", k, set[k])
 		}
+	}
+}
+
+// TestExampleSecretsAreRefused: every literal session secret shown in the
+// repository's docs and deployment files is one production refuses, so a
+// deployment that copied it does not start.
+func TestExampleSecretsAreRefused(t *testing.T) {
+	re := regexp.MustCompile(`(?m)(?:SESSION_SECRET=|session-secret:\s*)([^\s$…"'` + "`" + `(][^\s"'` + "`" + `]*)`)
+	found := 0
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".cache" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		ext := filepath.Ext(path)
+		if d.IsDir() || !(ext == ".md" || ext == ".yaml" || ext == ".yml" || ext == ".env" || strings.HasPrefix(d.Name(), ".env") || d.Name() == "Dockerfile") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			found++
+			env := map[string]string{"APP_ENV": "production", "BASE_URL": "https://app.example.com", "SESSION_SECRET": m[1],
+				"GOOGLE_CLIENT_ID": "id", "GOOGLE_CLIENT_SECRET": "secret"}
+			if _, err := loadConfig(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "SESSION_SECRET") {
+				t.Errorf("%s shows the session secret %q, which production accepts (%v): add it to config.IsExampleSecret", path, m[1], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Fatal("found no example secret in the repository: the scan is broken (deploy/kubernetes/secret.example.yaml has one)")
 	}
 }

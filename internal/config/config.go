@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -61,6 +62,43 @@ func (c *Config) GoogleConfigured() bool { return c.GoogleClientID != "" }
 // Error is a configuration error about one variable.
 type Error = envconfig.Error
 
+// maxSessionTTL is the longest SESSION_TTL: the 400 days browsers keep a
+// cookie at most.
+const maxSessionTTL = 400 * 24 * time.Hour
+
+// minSecretBits is the least estimated entropy of a production secret.
+const minSecretBits = 128
+
+// EntropyBits estimates the entropy of a secret as its length times the
+// bits of its alphabet (log2 of the distinct characters it uses): a crude
+// bound that refuses a repeated byte or a short phrase, and accepts what
+// `openssl rand -hex 32` or `openssl rand -base64 32` print, whatever
+// characters they happen to repeat.
+func EntropyBits(s string) float64 {
+	distinct := map[rune]bool{}
+	n := 0
+	for _, r := range s {
+		distinct[r] = true
+		n++
+	}
+	if len(distinct) < 2 {
+		return 0
+	}
+	return float64(n) * math.Log2(float64(len(distinct)))
+}
+
+// IsExampleSecret reports whether s is one of the example secrets shown in
+// this repository (deploy/kubernetes/secret.example.yaml, the docs): a
+// deployment that copied one is as good as public. A test keeps this list
+// in step with the files.
+func IsExampleSecret(s string) bool {
+	switch s {
+	case "example-session-secret-replace-me-with-openssl-rand-hex-32":
+		return true
+	}
+	return false
+}
+
 // Load reads and validates the configuration. getenv is os.Getenv in the
 // program and a map lookup in tests. stores lists the names SESSION_STORE
 // accepts; the first is the default.
@@ -75,8 +113,14 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	c.SessionStore = r.OneOf("SESSION_STORE", stores[0], stores...)
 	c.SessionSecrets = r.List("SESSION_SECRET")
 	for i, s := range c.SessionSecrets {
-		if c.Production() && len(s) < httpsession.MinSecretLen {
+		switch {
+		case !c.Production():
+		case len(s) < httpsession.MinSecretLen:
 			r.Fail("SESSION_SECRET", "secret %d is %d bytes; production needs at least %d (e.g. openssl rand -hex 32)", i+1, len(s), httpsession.MinSecretLen)
+		case IsExampleSecret(s):
+			r.Fail("SESSION_SECRET", "secret %d is an example value from this repository; generate one with openssl rand -hex 32", i+1)
+		case EntropyBits(s) < minSecretBits:
+			r.Fail("SESSION_SECRET", "secret %d looks guessable (about %.0f bits; production needs %d): generate one with openssl rand -hex 32", i+1, EntropyBits(s), minSecretBits)
 		}
 	}
 	if c.Production() && len(c.SessionSecrets) == 0 {
@@ -87,6 +131,11 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 		defTTL = 24 * time.Hour
 	}
 	c.SessionTTL = r.Duration("SESSION_TTL", defTTL, time.Minute)
+	if c.SessionTTL > maxSessionTTL {
+		// Browsers cap a cookie's lifetime at 400 days (RFC 6265bis): a
+		// longer session would outlive its cookie anyway.
+		r.Fail("SESSION_TTL", "%s is longer than browsers keep a cookie (400 days, 9600h)", c.SessionTTL)
+	}
 	c.SessionIdleTimeout = r.Duration("SESSION_IDLE_TIMEOUT", 0, 0)
 	if c.SessionIdleTimeout != 0 && c.SessionIdleTimeout < time.Minute {
 		r.Fail("SESSION_IDLE_TIMEOUT", "%s is too short (minimum 1m, or 0 for off)", c.SessionIdleTimeout)
@@ -108,6 +157,9 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	c.GoogleIssuerURL = strings.TrimRight(r.Str("GOOGLE_ISSUER_URL", "https://accounts.google.com"), "/")
 	if u, err := url.Parse(c.GoogleIssuerURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		r.Fail("GOOGLE_ISSUER_URL", "%q is not an http(s) URL", c.GoogleIssuerURL)
+	} else if c.Production() && u.Scheme != "https" {
+		// The client secret and the tokens travel to the issuer.
+		r.Fail("GOOGLE_ISSUER_URL", "%q must use https in production (the client secret and tokens go there)", c.GoogleIssuerURL)
 	}
 	if (c.GoogleClientID == "") != (c.GoogleClientSecret == "") {
 		r.Fail("GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET go together; set both or neither")
@@ -118,7 +170,11 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	for _, d := range r.List("ALLOWED_EMAIL_DOMAINS") {
 		c.AllowedEmailDomains = append(c.AllowedEmailDomains, strings.ToLower(strings.TrimPrefix(d, "@")))
 	}
-	c.DemoLogin = !c.Production() && !c.GoogleConfigured() && r.Bool("DEMO_LOGIN", true)
+	demo := r.Bool("DEMO_LOGIN", !c.Production())
+	if c.Production() && demo && r.Str("DEMO_LOGIN", "") != "" {
+		r.Fail("DEMO_LOGIN", "the demo login signs anyone in as anyone and is refused in production; remove DEMO_LOGIN or set it to false")
+	}
+	c.DemoLogin = !c.Production() && !c.GoogleConfigured() && demo
 
 	c.TrustProxy = r.Bool("TRUST_PROXY", false)
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")

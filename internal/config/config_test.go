@@ -84,6 +84,13 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{[]string{"SESSION_CACHE_SIZE", "lots"}, "SESSION_CACHE_SIZE", "whole number from 0"},
 		{[]string{"APP_ENV", "production", "BASE_URL", "https://a.example", "GOOGLE_CLIENT_ID", "i", "GOOGLE_CLIENT_SECRET", "s"}, "SESSION_SECRET", "required in production"},
 		{append(append([]string{}, prod...), "SESSION_SECRET", "short"), "SESSION_SECRET", "at least 32"},
+		{append(append([]string{}, prod...), "SESSION_SECRET", strings.Repeat("a", 64)), "SESSION_SECRET", "guessable"},
+		{append(append([]string{}, prod...), "SESSION_SECRET", "correct horse battery staple!!!!"), "SESSION_SECRET", "guessable"},
+		{append(append([]string{}, prod...), "SESSION_SECRET", strong+","+strings.Repeat("ab", 20)), "SESSION_SECRET", "secret 2 looks guessable"},
+		{append(append([]string{}, prod...), "SESSION_SECRET", "example-session-secret-replace-me-with-openssl-rand-hex-32"), "SESSION_SECRET", "example value"},
+		{append(append([]string{}, prod...), "GOOGLE_ISSUER_URL", "http://idp.example.com"), "GOOGLE_ISSUER_URL", "https in production"},
+		{append(append([]string{}, prod...), "DEMO_LOGIN", "true"), "DEMO_LOGIN", "refused in production"},
+		{[]string{"SESSION_TTL", "1000000h"}, "SESSION_TTL", "400 days"},
 		{append(append([]string{}, prod...), "BASE_URL", "http://app.example.com"), "BASE_URL", "https"},
 		{append(append([]string{}, prod...), "GOOGLE_CLIENT_ID", "", "GOOGLE_CLIENT_SECRET", ""), "GOOGLE_CLIENT_ID", "required in production"},
 	}
@@ -96,6 +103,26 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "config: "+tc.varName+": ") || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
 			t.Errorf("%v: error %q; want one line about %s mentioning %q", tc.env, msg, tc.varName, tc.want)
+		}
+	}
+}
+
+// TestSecretEntropy: what openssl prints passes, whatever it repeats; a
+// repeated byte or a phrase does not.
+func TestSecretEntropy(t *testing.T) {
+	if b := EntropyBits("9f2c6a1e0d4b7c3a8e5f1b2d6c9a0e7f4b3d8c1a6e2f9b0d5c7a3e8f1b4d6c2a"); b < minSecretBits {
+		t.Errorf("openssl rand -hex 32 estimated at %.0f bits", b)
+	}
+	if b := EntropyBits("q3Zx1mV9pL2sK8nB0cR4tY7uW6eA5dF1gH2jJ3kL4m8="); b < minSecretBits {
+		t.Errorf("openssl rand -base64 32 estimated at %.0f bits", b)
+	}
+	// A hex secret that happens to use only 8 of its 16 digits still passes.
+	if b := EntropyBits("0123456701234567012345670123456701234567012345670123456701234567"); b < minSecretBits {
+		t.Errorf("a 64-digit hex secret using 8 digits estimated at %.0f bits", b)
+	}
+	for _, weak := range []string{strings.Repeat("x", 64), "hunter2hunter2hunter2hunter2hunt", "correct horse battery staple!!!!"} {
+		if b := EntropyBits(weak); b >= minSecretBits {
+			t.Errorf("%q estimated at %.0f bits, want refused", weak, b)
 		}
 	}
 }
