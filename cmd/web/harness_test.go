@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -35,16 +38,58 @@ const (
 
 func startIDP(t *testing.T) *idp {
 	t.Helper()
+	return startIDPOn(t, false)
+}
+
+// startIDPTLS starts the provider over https, as production requires; the
+// process trusts its certificate (TestMain).
+func startIDPTLS(t *testing.T) *idp {
+	t.Helper()
+	return startIDPOn(t, true)
+}
+
+func startIDPOn(t *testing.T, tls bool) *idp {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
-	issuer := "http://" + srv.Listener.Addr().String()
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	issuer := scheme + "://" + srv.Listener.Addr().String()
 	p, err := devprovidertest.New(devprovider.Config{Issuer: issuer, ClientID: idpClientID, ClientSecret: idpClientSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Config.Handler = p
-	srv.Start()
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	return &idp{Provider: p, URL: issuer}
+}
+
+// TestMain makes the process trust the certificate every httptest TLS
+// server uses (SSL_CERT_FILE is read when the system roots are first
+// loaded), so the app talks https to test providers as it must in
+// production.
+func TestMain(m *testing.M) {
+	srv := httptest.NewTLSServer(nil)
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	srv.Close()
+	dir, err := os.MkdirTemp("", "web-test-ca")
+	if err != nil {
+		panic(err)
+	}
+	file := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(file, pemBytes, 0o600); err != nil {
+		panic(err)
+	}
+	os.Setenv("SSL_CERT_FILE", file)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // app is one run of the program, started in-process through run().

@@ -52,7 +52,7 @@ func productionEnv(t *testing.T, p *idp) map[string]string {
 }
 
 func TestProductionCookiesHeadersAndLogin(t *testing.T) {
-	p := startIDP(t)
+	p := startIDPTLS(t)
 	env := productionEnv(t, p)
 	a := startApp(t, env)
 	local := a.URL
