@@ -191,7 +191,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// Short enough that idle clients give their places back soon;
+		// longer than a proxy's own upstream keep-alive (deploy/nginx.conf:
+		// 20s), so the proxy is the one that closes them.
+		IdleTimeout: 30 * time.Second,
 		MaxHeaderBytes:    32 << 10, // a larger header gets 431
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -199,7 +202,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("config: PORT: cannot listen on %s: %w", srv.Addr, err)
 	}
-	logger.Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", cfg.SessionStore, "environment", cfg.Env)
+	ln = limitConnections(srv, ln, cfg.MaxConnections)
+	logger.Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", def.Name,
+		"environment", cfg.Env, "maxConnections", cfg.MaxConnections)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // rawGet sends one request with an explicit Cookie header: Go's cookie jar
@@ -188,4 +192,118 @@ func TestHealthcheckCommand(t *testing.T) {
 	if err := check(fmt.Sprint(freePort(t))); err == nil {
 		t.Fatal("healthcheck against a closed port succeeded")
 	}
+}
+
+// TestSmallHardening: HEAD wherever GET works; a client's request id only
+// when short and plain; a provider's error value clipped; one spelling per
+// cookie; the content security policy.
+func TestSmallHardening(t *testing.T) {
+	p := startIDP(t)
+	a := startApp(t, baseEnv(t, p, t.TempDir()))
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	sid := b.cookie(a.URL, "sid")
+
+	for _, path := range []string{"/", "/healthz", "/readyz", "/api/auth/me", "/app", "/static/style.css", "/no-such-page"} {
+		get := b.get(a.URL + path)
+		req, _ := http.NewRequest(http.MethodHead, a.URL+path, nil)
+		head := b.do(req)
+		if head.Status != get.Status || head.Body != "" || head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s = %d %q (%s); GET = %d (%s)", path, head.Status, head.Body, head.Header.Get("Content-Type"), get.Status, get.Header.Get("Content-Type"))
+		}
+	}
+
+	long := strings.Repeat("x", 500)
+	for id, echoed := range map[string]bool{"req-123.abc": true, long: false, "a b<script>": false} {
+		res := rawGet(t, a.URL+"/healthz", "", "X-Request-Id", id)
+		got := res.Header.Get("X-Request-Id")
+		if (got == id) != echoed || got == "" || len(got) > 64 {
+			t.Errorf("X-Request-Id %.20q came back as %.70q; want it echoed: %v", id, got, echoed)
+		}
+	}
+	if strings.Contains(a.logs.String(), long) {
+		t.Error("a long client request id reached the log")
+	}
+
+	// A provider error of any length is clipped in the page and the log.
+	authorize := b.startLogin(a, "")
+	au, _ := url.Parse(authorize)
+	cb := a.URL + "/api/auth/google/callback?state=" + url.QueryEscape(au.Query().Get("state")) + "&error=" + strings.Repeat("E", 5000)
+	if r := b.get(cb); strings.Contains(r.Body, strings.Repeat("E", 100)) {
+		t.Errorf("the page shows the provider's 5000-character error value")
+	}
+	if strings.Contains(a.logs.String(), strings.Repeat("E", 100)) {
+		t.Error("the log holds the provider's 5000-character error value")
+	}
+
+	// Another spelling of the same cookie (padding bits set) is refused.
+	raw, err := base64.URLEncoding.DecodeString(sid.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base64.URLEncoding.EncodeToString(raw) != sid.Value {
+		t.Fatal("the app's own cookie is not canonical")
+	}
+	respelt := respell(sid.Value)
+	if respelt == sid.Value {
+		t.Fatal("no other spelling of the cookie found")
+	}
+	if alt, err := base64.URLEncoding.DecodeString(respelt); err != nil || !bytes.Equal(alt, raw) {
+		t.Fatalf("the respelt cookie does not decode alike: %v", err)
+	}
+	if r := rawGet(t, a.URL+"/api/auth/me", "sid="+respelt); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("another spelling of the session cookie = %d, want 401", r.StatusCode)
+	}
+
+	csp := rawGet(t, a.URL+"/", "").Header.Get("Content-Security-Policy")
+	if strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "form-action 'self'") {
+		t.Errorf("Content-Security-Policy %q: want no unsafe-inline and form-action 'self'", csp)
+	}
+}
+
+// respell returns v with the padding bits of its last significant base64
+// character set: the same bytes, spelt differently.
+func respell(v string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	trimmed := strings.TrimRight(v, "=")
+	pad := len(v) - len(trimmed)
+	if pad == 0 {
+		return v
+	}
+	last := strings.IndexByte(alphabet, trimmed[len(trimmed)-1])
+	spare := 2 * pad // bits of the last character that carry nothing: 2 per "="
+	return trimmed[:len(trimmed)-1] + string(alphabet[last|(1<<spare-1)]) + v[len(trimmed):]
+}
+
+// TestIdleConnectionsCannotCrowdOut: with MAX_CONNECTIONS held by idle
+// keep-alive connections, a new client is still served promptly.
+func TestIdleConnectionsCannotCrowdOut(t *testing.T) {
+	p := startIDP(t)
+	env := baseEnv(t, p, t.TempDir())
+	env["MAX_CONNECTIONS"] = "16"
+	a := startApp(t, env)
+	var idle []net.Conn
+	for range 16 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(a.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c) // now idle, kept alive
+	}
+	start := time.Now()
+	client := &http.Client{Timeout: 10 * time.Second}
+	res, err := client.Get(a.URL + "/healthz")
+	if err != nil {
+		t.Fatalf("a new client with every connection held idle: %v", err)
+	}
+	res.Body.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("a new client waited %s behind idle connections", d)
+	}
+	t.Logf("served after %s with %d idle connections at the limit", time.Since(start).Round(time.Millisecond), len(idle))
 }

@@ -47,6 +47,8 @@ type Config struct {
 	TrustProxy bool
 	LogLevel   string
 	LogFormat  string
+	// MaxConnections caps the open connections (MAX_CONNECTIONS).
+	MaxConnections int
 	// ShutdownDrain is how long the server keeps serving after SIGTERM while
 	// /readyz reports not ready, so a load balancer stops sending to it
 	// before it stops accepting connections.
@@ -179,6 +181,7 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	c.TrustProxy = r.Bool("TRUST_PROXY", false)
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.LogFormat = r.OneOf("LOG_FORMAT", "text", "text", "json")
+	c.MaxConnections = r.Int("MAX_CONNECTIONS", 1024, 16, 1_000_000)
 	defDrain := time.Duration(0)
 	if c.Production() {
 		defDrain = 5 * time.Second

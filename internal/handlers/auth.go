@@ -135,7 +135,7 @@ func (s *server) finishLogin() echo.HandlerFunc {
 			return badFlow("This sign-in link has expired, was already used, or was started in another browser.")
 		}
 
-		if e := c.QueryParam("error"); e != "" {
+		if e := clip(c.QueryParam("error"), 64); e != "" {
 			s.Metrics.Login("failed", "provider_error")
 			s.Logger.Info("Login refused", "reason", "provider error", "error", e)
 			title, detail := "Sign-in cancelled", "You cancelled the sign-in, so you are not signed in."

@@ -8,10 +8,11 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 )
 
-// addRoutes is the whole HTTP surface of the app.
+// addRoutes is the whole HTTP surface of the app. (HEAD is answered
+// wherever GET is: see headAsGet.)
 func addRoutes(e *echo.Echo, s *server) {
 	e.Use(s.closeWhenDraining())
-	e.Use(middleware.RequestID())
+	e.Use(plainRequestID, middleware.RequestID())
 	e.Use(middleware.Recover()) // a panic becomes a plain 500, never a trace
 	e.Use(s.requestLogger())
 	e.Use(s.securityHeaders())

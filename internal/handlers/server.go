@@ -74,7 +74,7 @@ const (
 )
 
 // New returns the application's HTTP handler.
-func New(d Deps) *echo.Echo {
+func New(d Deps) http.Handler {
 	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}}
 	s.sessions = httpsession.NewManager(d.Backend, d.Codec, httpsession.Options{
 		Kinds: []httpsession.Kind{
@@ -93,7 +93,7 @@ func New(d Deps) *echo.Echo {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
 	addRoutes(e, s)
-	return e
+	return headAsGet(e)
 }
 
 // cookies decides every cookie attribute in one place.
@@ -222,6 +222,63 @@ func (s *server) render(c echo.Context, status int, name string, data any) error
 	return c.HTMLBlob(status, b.Bytes())
 }
 
+// headAsGet answers HEAD wherever GET is answered: the request is routed
+// as a GET, and net/http drops the body, because the server's own copy of
+// the request stays HEAD. (Echo routes HEAD only where it is registered.)
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			get := r.Clone(r.Context())
+			get.Method = http.MethodGet
+			r = get
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// plainRequestID drops a client's X-Request-Id unless it is short and
+// plain, so the one the app logs and echoes is never a client's payload
+// (then RequestID makes a fresh one).
+func plainRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !plainID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func plainID(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// clip shortens a value from outside (a provider's error code) for logs
+// and pages: at most n bytes, printable ASCII only.
+func clip(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= n {
+			b.WriteString("…")
+			break
+		}
+		if r >= 0x20 && r < 0x7f {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
+}
+
 // noStore marks every response not to be cached: pages and API answers
 // show or change a session, and a shared cache or the Back button must
 // never replay them. It is the one place Cache-Control is set; the static
@@ -266,9 +323,8 @@ func (s *server) securityHeaders() echo.MiddlewareFunc {
 		XFrameOptions:      "DENY",
 		HSTSMaxAge:         hsts,
 		ReferrerPolicy:     "same-origin",
-		// Inline styles only for the demo provider's single page; no inline
-		// scripts anywhere.
-		ContentSecurityPolicy: "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+		// No inline styles or scripts anywhere; forms post only here.
+		ContentSecurityPolicy: "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
 	})
 }
 

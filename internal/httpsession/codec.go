@@ -35,8 +35,17 @@ func validToken(t string) bool {
 	if len(t) != tokenLen {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(t)
+	_, err := base64.RawURLEncoding.Strict().DecodeString(t)
 	return err == nil
+}
+
+// canonical reports whether v is base64 exactly as securecookie writes it:
+// a value that decodes alike but is spelt differently (padding bits set,
+// line breaks) is another spelling of the same cookie, and one token must
+// have one spelling.
+func canonical(v string) bool {
+	raw, err := base64.URLEncoding.Strict().DecodeString(v)
+	return err == nil && base64.URLEncoding.EncodeToString(raw) == v
 }
 
 // KeyFor returns the store key for a token: a SHA-256 hash, so that a copy of
@@ -112,6 +121,9 @@ func (c *Codec) EncodeCookie(name, token string) (string, error) {
 // (tampered, truncated, foreign secret, wrong shape) is an error; callers
 // treat it as "no session".
 func (c *Codec) DecodeCookie(name, value string) (string, error) {
+	if !canonical(value) {
+		return "", errors.New("cookie value is not canonical base64")
+	}
 	var raw []byte
 	if err := securecookie.DecodeMulti(name, value, &raw, c.cookies...); err != nil {
 		return "", err
