@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -183,5 +186,93 @@ func TestOneStateOneSession(t *testing.T) {
 				t.Fatalf("the user has %d sessions after %d sign-ins, want %d (%v)", len(list.Sessions), tries, tries, err)
 			}
 		})
+	}
+}
+
+// metric reads one counter or gauge from /metrics (0 when absent).
+func metric(t *testing.T, a *app, line string) float64 {
+	t.Helper()
+	res, err := http.Get(a.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, line+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// TestFakeFlowCookiesCostLittle: a login start carrying 2,500 made-up flow
+// cookies looks at the newest few only, clears none of them (none is the
+// app's), calls the store for none of them and writes one line of log.
+func TestFakeFlowCookiesCostLittle(t *testing.T) {
+	p := startIDP(t)
+	dir := t.TempDir()
+	a := startApp(t, baseEnv(t, p, dir))
+	var cookies []string
+	for i := range 2500 {
+		cookies = append(cookies, fmt.Sprintf("oauth_%04x=x", i))
+	}
+	rejectedBefore := metric(t, a, `session_cookies_rejected_total{reason="bad cookie"}`)
+	deletesBefore := metric(t, a, `session_store_operation_duration_seconds_count{operation="delete",store="sqlite"}`)
+	logsBefore := strings.Count(a.logs.String(), "\n")
+	req, _ := http.NewRequest(http.MethodGet, a.URL+"/api/auth/google", nil)
+	req.Header.Set("Cookie", strings.Join(cookies, "; "))
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	logLines := strings.Count(a.logs.String(), "\n") - logsBefore
+	if res.StatusCode != http.StatusFound {
+		t.Fatalf("login start with 2,500 fake flow cookies = %d, want 302", res.StatusCode)
+	}
+	if n := len(res.Header.Values("Set-Cookie")); n != 1 {
+		t.Errorf("%d Set-Cookie headers, want 1 (the new flow's)", n)
+	}
+	if n := metric(t, a, `session_cookies_rejected_total{reason="bad cookie"}`) - rejectedBefore; n > maxFlowsLookedAt {
+		t.Errorf("%.0f cookies checked, want at most the newest %d", n, maxFlowsLookedAt)
+	}
+	if n := metric(t, a, `session_store_operation_duration_seconds_count{operation="delete",store="sqlite"}`) - deletesBefore; n != 0 {
+		t.Errorf("%.0f store deletes for made-up cookies, want 0", n)
+	}
+	if logLines > 2 {
+		t.Errorf("%d log lines for one request, want the start and the request (no line per cookie):\n%s", logLines, a.logs.String())
+	}
+	if n := len(rows(t, dir)); n != 1 {
+		t.Errorf("%d rows, want the one new flow", n)
+	}
+}
+
+// maxFlowsLookedAt is how many of a browser's flow cookies a login start
+// looks at (handlers.maxPendingLogins).
+const maxFlowsLookedAt = 5
+
+// TestAbandonedLoginsAreCleared: a browser that started many logins has
+// its own flows cleared (they are the app's), newest first.
+func TestAbandonedLoginsAreCleared(t *testing.T) {
+	p := startIDP(t)
+	dir := t.TempDir()
+	a := startApp(t, baseEnv(t, p, dir))
+	b := newBrowser(t)
+	for range maxFlowsLookedAt {
+		b.startLogin(a, "")
+	}
+	if n := len(rows(t, dir)); n != maxFlowsLookedAt {
+		t.Fatalf("%d flow rows after %d starts", n, maxFlowsLookedAt)
+	}
+	b.startLogin(a, "") // the sixth: the five before are cleared
+	if n := len(rows(t, dir)); n != 1 {
+		t.Fatalf("%d flow rows after the browser's abandoned logins were cleared, want 1", n)
+	}
+	u, _ := url.Parse(a.URL)
+	if n := len(b.Jar.Cookies(u)); n != 1 {
+		t.Fatalf("the browser keeps %d cookies, want its one new flow's", n)
 	}
 }

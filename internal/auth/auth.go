@@ -44,12 +44,14 @@ func (i Identity) DisplayName() string {
 	return i.ID
 }
 
-// Flow is what a started login must remember until its callback.
+// Flow is what a started login must remember until its callback, and
+// nothing more: every started login is a record in the store for ten
+// minutes, so it is kept small (short keys, 128-bit state and nonce).
 type Flow struct {
-	State    string `json:"state"`
-	Nonce    string `json:"nonce"`
-	Verifier string `json:"verifier"`
-	ReturnTo string `json:"returnTo"`
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`            // PKCE code verifier
+	ReturnTo string `json:"r,omitempty"` // a relative path; "" is "/"
 }
 
 // FlowTTL is how long a started login may take, as in the original guide.
@@ -138,7 +140,10 @@ func (p *Provider) Start(ctx context.Context, returnTo string) (Flow, string, er
 	if err != nil {
 		return Flow{}, "", err
 	}
-	f := Flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), ReturnTo: SafeReturnPath(returnTo)}
+	f := Flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier()}
+	if back := SafeReturnPath(returnTo); back != "/" {
+		f.ReturnTo = back
+	}
 	u := p.oauth2Config(op).AuthCodeURL(f.State, oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier))
 	return f, u, nil
 }
@@ -245,8 +250,9 @@ func SafeReturnPath(p string) string {
 	return p
 }
 
+// randomString returns 128 random bits, encoded: a state or a nonce.
 func randomString() string {
-	b := make([]byte, 32)
+	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }

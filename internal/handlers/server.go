@@ -81,7 +81,7 @@ func New(d Deps) http.Handler {
 			{Name: httpsession.KindLogin, Cookie: loginCookie, TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter, Cache: d.Cache},
 			{Name: httpsession.KindFlow, Cookie: flowCookie, Prefix: true, TTL: auth.FlowTTL},
 		},
-		Cookie: s.cookies.attributes, Now: d.Now, Logger: d.Logger,
+		Cookie: s.cookies.attributes, Now: d.Now, Logger: d.Logger, Rejected: d.Metrics.CookieRejected,
 	})
 
 	e := echo.New()
@@ -277,6 +277,15 @@ func clip(s string, n int) string {
 		}
 	}
 	return b.String()
+}
+
+// parseCookies reads the Cookie header once per request, for every
+// session lookup after it.
+func parseCookies(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.SetRequest(httpsession.ParseCookies(c.Request()))
+		return next(c)
+	}
 }
 
 // noStore marks every response not to be cached: pages and API answers

@@ -134,6 +134,94 @@ func stateOf(s *sessions.Session) *state {
 	return st
 }
 
+type jarKey struct{}
+
+// jar is a request's cookies, parsed once.
+type jar struct {
+	values map[string]string // the first cookie of each name, as r.Cookie reads it
+	names  []string          // in the order the browser sent them: older first
+}
+
+// ParseCookies reads the request's Cookie header once; the manager then
+// looks cookies up in the result rather than parsing the header again per
+// lookup, which a request with thousands of cookies would make quadratic.
+func ParseCookies(r *http.Request) *http.Request {
+	all := r.Cookies()
+	j := &jar{values: make(map[string]string, len(all)), names: make([]string, 0, len(all))}
+	for _, c := range all {
+		if _, seen := j.values[c.Name]; !seen {
+			j.values[c.Name] = c.Value
+			j.names = append(j.names, c.Name)
+		}
+	}
+	return r.WithContext(context.WithValue(r.Context(), jarKey{}, j))
+}
+
+// cookie returns the value of the request's cookie called name.
+func cookie(r *http.Request, name string) (string, bool) {
+	if j, ok := r.Context().Value(jarKey{}).(*jar); ok {
+		v, ok := j.values[name]
+		return v, ok
+	}
+	c, err := r.Cookie(name)
+	if err != nil {
+		return "", false
+	}
+	return c.Value, true
+}
+
+// CookieNames returns the names of the request's cookies that start with
+// prefix, in the order the browser sent them (browsers send older cookies
+// first).
+func CookieNames(r *http.Request, prefix string) []string {
+	var names []string
+	if j, ok := r.Context().Value(jarKey{}).(*jar); ok {
+		names = j.names
+	} else {
+		for _, c := range r.Cookies() {
+			names = append(names, c.Name)
+		}
+	}
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Drop ends the session the request's cookie called name refers to, if
+// that cookie is one this app signed: its record is deleted and the cookie
+// cleared. A cookie that does not verify is left alone (and reported to
+// Options.Rejected): it costs no store call and no response header.
+func (m *Manager) Drop(w http.ResponseWriter, r *http.Request, name string) (bool, error) {
+	kind, err := m.kindOf(name)
+	if err != nil {
+		return false, err
+	}
+	value, ok := cookie(r, name)
+	if !ok {
+		return false, nil
+	}
+	token, err := m.codec.DecodeCookie(name, value)
+	if err != nil {
+		m.rejected("bad cookie")
+		return false, nil
+	}
+	if err := m.backend.Delete(r.Context(), KeyFor(token)); err != nil {
+		return false, fmt.Errorf("%w: delete session: %w", ErrUnavailable, err)
+	}
+	Forget(w, m.empty(r, name, kind))
+	return true, nil
+}
+
+func (m *Manager) rejected(reason string) {
+	if m.opts.Rejected != nil {
+		m.opts.Rejected(reason)
+	}
+}
+
 // Get returns the session called name for this request, loading it once per
 // request through gorilla's registry.
 func (m *Manager) Get(r *http.Request, name string) (*sessions.Session, error) {
@@ -152,15 +240,15 @@ func (m *Manager) New(r *http.Request, name string) (*sessions.Session, error) {
 		return s, err
 	}
 	s := m.empty(r, name, kind)
-	c, err := r.Cookie(name)
-	if err != nil {
+	value, ok := cookie(r, name)
+	if !ok {
 		return s, nil
 	}
 	st := stateOf(s)
 	st.hadCookie = true
 	ctx := r.Context()
 	now := m.opts.Now()
-	ref := cookieRef{name, c.Value}
+	ref := cookieRef{name, value}
 	var tk ticket
 	if kind.Cache != nil {
 		var hit *cached
@@ -175,7 +263,7 @@ func (m *Manager) New(r *http.Request, name string) (*sessions.Session, error) {
 			kind.Cache.Invalidate(hit.key)
 		}
 	}
-	e, err := m.read(r, s, c.Value, now, func(key string) (sessionstore.Entry, bool, error) {
+	e, err := m.read(r, s, value, now, func(key string) (sessionstore.Entry, bool, error) {
 		if kind.Cache != nil {
 			tk = kind.Cache.stripeTicket(tk, key)
 		}
@@ -200,9 +288,7 @@ func (m *Manager) read(r *http.Request, s *sessions.Session, value string, now t
 	token, err := m.codec.DecodeCookie(s.Name(), value)
 	if err != nil {
 		st.notFound = true
-		if m.opts.Rejected != nil {
-			m.opts.Rejected("bad cookie")
-		}
+		m.rejected("bad cookie")
 		return nil, nil
 	}
 	key := KeyFor(token)
@@ -237,12 +323,12 @@ func (m *Manager) Take(r *http.Request, name string) (*sessions.Session, error) 
 		return nil, err
 	}
 	s := m.empty(r, name, kind)
-	c, err := r.Cookie(name)
-	if err != nil {
+	value, ok := cookie(r, name)
+	if !ok {
 		return s, nil
 	}
 	stateOf(s).hadCookie = true
-	_, err = m.read(r, s, c.Value, m.opts.Now(), func(key string) (sessionstore.Entry, bool, error) {
+	_, err = m.read(r, s, value, m.opts.Now(), func(key string) (sessionstore.Entry, bool, error) {
 		return m.backend.Take(r.Context(), key)
 	})
 	if err == nil {

@@ -24,6 +24,7 @@ type Metrics struct {
 	storeDur *prometheus.HistogramVec
 	storeErr *prometheus.CounterVec
 	logins   *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 }
 
 // New registers the app's collectors and the Go runtime's.
@@ -44,7 +45,11 @@ func New() *Metrics {
 			Help: "Logins by stage (started, succeeded, failed) and, for failures, reason.",
 		}, []string{"stage", "reason"}),
 	}
-	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins,
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "session_cookies_rejected_total",
+		Help: "Session cookies refused before any store read (bad signature, malformed); counted, not logged one by one.",
+	}, []string{"reason"})
+	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -57,6 +62,11 @@ func (m *Metrics) Handler() http.Handler {
 // Login counts a login event; reason is empty except for failures.
 func (m *Metrics) Login(stage, reason string) {
 	m.logins.WithLabelValues(stage, reason).Inc()
+}
+
+// CookieRejected counts a session cookie refused before any store read.
+func (m *Metrics) CookieRejected(reason string) {
+	m.rejected.WithLabelValues(reason).Inc()
 }
 
 // Cache exports the session cache's counters.
