@@ -148,7 +148,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		return fmt.Errorf("static files: %w", err)
 	}
 
+	loginLimit, ceiling := loginLimits(cfg, backend, def, logger)
 	deps := handlers.Deps{
+		LoginLimit: loginLimit, LoginCeiling: ceiling,
 		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, Codec: codec, Metrics: m,
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"example.com/oauth-sessions/internal/config"
 	"example.com/oauth-sessions/internal/envconfig"
 	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/ratelimit"
 	"example.com/oauth-sessions/internal/sessionstore"
 )
 
@@ -55,3 +57,26 @@ func openCache(cfg *config.Config, backend sessionstore.Backend, name string, lo
 	logger.Info("Session cache on", "size", cfg.SessionCacheSize, "storeType", name)
 	return httpsession.NewCache(feed, cfg.SessionCacheSize)
 }
+
+// loginLimits builds the limits on sign-in starts: per client address,
+// counted by the store itself when it is shared and can (Redis), so the
+// limit holds across instances, and in this process otherwise; and the
+// instance's ceiling, always in this process.
+func loginLimits(cfg *config.Config, backend sessionstore.Backend, def sessionstore.Definition, logger *slog.Logger) (perClient, ceiling ratelimit.Limiter) {
+	limit := ratelimit.PerMinute(cfg.LoginRatePerMinute, cfg.LoginRateBurst)
+	perClient = ratelimit.NewMemory(limit, maxLimitedClients, nil)
+	where := "per instance"
+	if rc, ok := sessionstore.As[sessionstore.RateCounter](backend); ok && def.Shared {
+		perClient = ratelimit.Func(func(ctx context.Context, key string) (bool, time.Duration, error) {
+			return rc.Allow(ctx, "login:"+key, limit.Every, limit.Burst)
+		})
+		where = "in the " + def.Name + " store, for every instance"
+	}
+	logger.Info("Login start limits", "perClientPerMinute", cfg.LoginRatePerMinute, "burst", cfg.LoginRateBurst,
+		"counted", where, "instancePerSecond", cfg.LoginStartMaxPerSecond)
+	return perClient, ratelimit.NewMemory(ratelimit.PerSecond(cfg.LoginStartMaxPerSecond), 1, nil)
+}
+
+// maxLimitedClients bounds the client addresses an instance keeps counts
+// for (about 100 bytes each).
+const maxLimitedClients = 100_000

@@ -49,6 +49,12 @@ type Config struct {
 	LogFormat  string
 	// MaxConnections caps the open connections (MAX_CONNECTIONS).
 	MaxConnections int
+	// LoginRatePerMinute and LoginRateBurst limit the sign-ins one client
+	// address may start; LoginStartMaxPerSecond caps them for the whole
+	// instance, whoever starts them.
+	LoginRatePerMinute     int
+	LoginRateBurst         int
+	LoginStartMaxPerSecond int
 	// ShutdownDrain is how long the server keeps serving after SIGTERM while
 	// /readyz reports not ready, so a load balancer stops sending to it
 	// before it stops accepting connections.
@@ -182,6 +188,9 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.LogFormat = r.OneOf("LOG_FORMAT", "text", "text", "json")
 	c.MaxConnections = r.Int("MAX_CONNECTIONS", 1024, 16, 1_000_000)
+	c.LoginRatePerMinute = r.Int("LOGIN_RATE_LIMIT", 10, 1, 1_000_000)
+	c.LoginRateBurst = r.Int("LOGIN_RATE_BURST", 20, 1, 1_000_000)
+	c.LoginStartMaxPerSecond = r.Int("LOGIN_START_MAX_PER_SECOND", 50, 1, 1_000_000)
 	defDrain := time.Duration(0)
 	if c.Production() {
 		defDrain = 5 * time.Second

@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
+	"example.com/oauth-sessions/internal/ratelimit"
 )
 
 // flowCookieName names the cookie of the login flow for state. Each started
@@ -97,6 +101,37 @@ func (s *server) clearAbandonedLogins(c echo.Context) error {
 		s.Logger.Info("Abandoned logins cleared", "count", cleared)
 	}
 	return nil
+}
+
+// limitStarts lets a sign-in start only within the client's limit and the
+// instance's ceiling; a refused start writes nothing and answers 429 with
+// Retry-After. Refusals are counted, not logged one by one (a flood would
+// drown the log).
+func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		for _, l := range []struct {
+			limiter ratelimit.Limiter
+			key     string
+			reason  string
+		}{{s.LoginLimit, limitKey(c.RealIP()), "rate_limited"}, {s.LoginCeiling, "", "instance_ceiling"}} {
+			if l.limiter == nil {
+				continue
+			}
+			ok, retry, err := l.limiter.Allow(ctx, l.key)
+			if err != nil {
+				return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
+			}
+			if !ok {
+				s.Metrics.Login("refused", l.reason)
+				s.Logger.Debug("Login start refused", "reason", l.reason, "ip", c.RealIP(), "retryAfter", retry)
+				c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+				return &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
+					detail: "Too many sign-ins were started from here. Please wait a moment and try again."}
+			}
+		}
+		return next(c)
+	}
 }
 
 func providerDown(err error) error {

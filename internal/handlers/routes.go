@@ -29,7 +29,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.Group("/static", staticCache).StaticFS("/", s.Static)
 
 	// Signing in and out.
-	e.GET("/api/auth/google", s.startLogin())
+	e.GET("/api/auth/google", s.startLogin(), s.limitStarts)
 	e.GET("/api/auth/google/callback", s.finishLogin())
 	e.POST("/api/auth/logout", s.logout())
 	if s.DevProvider != nil {

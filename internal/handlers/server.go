@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/metrics"
+	"example.com/oauth-sessions/internal/ratelimit"
 	"example.com/oauth-sessions/internal/sessionstore"
 )
 
@@ -57,6 +59,10 @@ type Deps struct {
 	Stopping <-chan struct{}
 	// Now is the clock of the session layer (time.Now when nil).
 	Now func() time.Time
+	// LoginLimit limits the sign-ins one client address starts;
+	// LoginCeiling the sign-ins this instance starts in all (key "").
+	// Nil: no limit (tests of other things).
+	LoginLimit, LoginCeiling ratelimit.Limiter
 }
 
 // server holds the dependencies and the session layer built on them.
@@ -87,11 +93,7 @@ func New(d Deps) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	if d.TrustProxy {
-		e.IPExtractor = echo.ExtractIPFromXFFHeader()
-	} else {
-		e.IPExtractor = echo.ExtractIPDirect()
-	}
+	e.IPExtractor = s.clientAddr
 	addRoutes(e, s)
 	return headAsGet(e)
 }
@@ -124,6 +126,36 @@ func (c cookies) name(r *http.Request, base string) string {
 // callback is a cross-site top-level navigation that must carry the cookie.
 func (c cookies) attributes(r *http.Request) sessions.Options {
 	return sessions.Options{Path: "/", HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteLaxMode}
+}
+
+// clientAddr is the client's address, as logs show it and limits count it:
+// the socket's peer, or with TRUST_PROXY the right-most X-Forwarded-For
+// entry, the one the proxy added (everything left of it the client may
+// have written itself).
+func (s *server) clientAddr(r *http.Request) string {
+	if s.TrustProxy {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if addr, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
+				return addr.Unmap().String()
+			}
+		}
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return r.RemoteAddr
+}
+
+// limitKey is what a client's limit is counted under: its IPv4 address, or
+// its IPv6 /64 (one machine usually holds a whole /64).
+func limitKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || a.Is4() {
+		return addr
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // errorBody is the one shape of every JSON error.
@@ -199,12 +231,14 @@ func (s *server) handleError(err error, c echo.Context) {
 }
 
 func wantsJSON(c echo.Context) bool {
+	if strings.Contains(c.Request().Header.Get("Accept"), "application/json") {
+		return true
+	}
 	p := c.Request().URL.Path
 	if strings.HasPrefix(p, "/api/auth/google") {
 		return false // browser navigations: show a page
 	}
-	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" ||
-		strings.Contains(c.Request().Header.Get("Accept"), "application/json")
+	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz"
 }
 
 func requestID(c echo.Context) string {

@@ -165,6 +165,15 @@ func As[T any](b Backend) (T, bool) {
 	return zero, false
 }
 
+// RateCounter is implemented by shared backends that can keep rate-limit
+// state for every app instance at once, so a limit per client holds across
+// instances behind a load balancer. Allow applies a token bucket to key: at
+// most burst at once, then one every every; it answers whether this
+// request may go on and, if not, how long until it may.
+type RateCounter interface {
+	Allow(ctx context.Context, key string, every time.Duration, burst int) (ok bool, retryAfter time.Duration, err error)
+}
+
 // ExpirySweeper is implemented by backends whose server does not expire
 // records by itself (SQLite, MongoDB without a TTL index): expired
 // records are deleted by a periodic sweep, or on demand.

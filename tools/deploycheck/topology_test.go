@@ -129,10 +129,10 @@ func TestScaleTopology(t *testing.T) {
 	}
 	wg.Go(func() { // sign in and out now and then: GETs and a POST each time
 		for {
-			select {
+			select { // within the compose file's limit on sign-ins per address
 			case <-stop:
 				return
-			case <-time.After(700 * time.Millisecond):
+			case <-time.After(1500 * time.Millisecond):
 			}
 			if err := signInOut(base); err != nil {
 				fail("sign-in and sign-out: %v", err)

@@ -24,9 +24,10 @@ import (
 )
 
 var (
-	_ sessionstore.Backend    = (*Store)(nil)
-	_ sessionstore.Backend    = (*Tracked)(nil)
-	_ sessionstore.ChangeFeed = (*Tracked)(nil)
+	_ sessionstore.Backend     = (*Store)(nil)
+	_ sessionstore.RateCounter = (*Store)(nil)
+	_ sessionstore.Backend     = (*Tracked)(nil)
+	_ sessionstore.ChangeFeed  = (*Tracked)(nil)
 )
 
 // Definition introduces the Redis store: SESSION_STORE=redis, with
@@ -259,6 +260,36 @@ func full(err error) error {
 		return fmt.Errorf("%w: %w", sessionstore.ErrFull, err)
 	}
 	return err
+}
+
+// allowScript is a token bucket (GCRA) on the server's clock, so every app
+// instance shares it and their clocks need not agree: KEYS[1] holds the
+// key's theoretical arrival time in µs; ARGV are the interval and the
+// tolerance (interval × (burst-1)) in µs. It returns {1, 0} to allow, or
+// {0, µs to wait}.
+var allowScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local every, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then return {0, tat - tolerance - now} end
+tat = tat + every
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+return {1, 0}`)
+
+// Allow implements sessionstore.RateCounter. Its keys live under the
+// store's prefix ("rl:"), each only as long as its bucket is not full.
+func (s *Store) Allow(ctx context.Context, key string, every time.Duration, burst int) (bool, time.Duration, error) {
+	res, err := allowScript.Run(ctx, s.rdb, []string{s.prefix + "rl:" + key},
+		every.Microseconds(), (every * time.Duration(burst-1)).Microseconds()).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("redis rate limit: %w", full(err))
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("redis rate limit: unexpected answer %v", res)
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, nil
 }
 
 // addOwnerScript adds a key to an owner's set and makes the set live at

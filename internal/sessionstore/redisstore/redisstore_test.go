@@ -24,7 +24,7 @@ import (
 // same server(s).
 func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest.Harness {
 	var n atomic.Int64
-	caps := []storetest.Capability{storetest.Restart, storetest.OtherHandle, storetest.ServerExpiry}
+	caps := []storetest.Capability{storetest.Restart, storetest.OtherHandle, storetest.ServerExpiry, storetest.RateCount}
 	if !opts.IsClusterMode {
 		caps = append(caps, storetest.ChangeFeed)
 	}

@@ -55,6 +55,8 @@ const (
 	// ServerExpiry: the server evicts records on its own clock (Redis TTLs),
 	// which no fake clock moves.
 	ServerExpiry Capability = "ServerExpiry"
+	// RateCount: sessionstore.RateCounter, shared by every handle.
+	RateCount Capability = "RateCount"
 )
 
 // Harness tells the suite how to get stores.
@@ -116,6 +118,7 @@ func Run(t *testing.T, h Harness) {
 		{"Counter", testCounter},
 		{"DeleteExpired", testDeleteExpired},
 		{"Backup", testBackup},
+		{"RateCount", testRateCount},
 		{"ChangeFeed", testChangeFeed},
 		{"CachedSessions", testCachedSessions},
 		{"ServerExpiry", testServerExpiry},
@@ -135,6 +138,7 @@ func testCapabilities(t *testing.T, h Harness) {
 		Count:        is[sessionstore.Counter](s),
 		SweepExpired: is[sessionstore.ExpirySweeper](s),
 		Backup:       is[sessionstore.Backuper](s),
+		RateCount:    is[sessionstore.RateCounter](s),
 		Restart:      h.Restart != nil,
 		OtherHandle:  h.Other != nil,
 	}
@@ -662,6 +666,48 @@ func testBackup(t *testing.T, h Harness) {
 	}
 	if err := b.Backup(ctx(t), path); err == nil {
 		t.Fatal("a second backup overwrote the first")
+	}
+}
+
+// testRateCount: a token bucket shared by every handle on the store (as
+// by every app instance): the burst at once across handles, then refused
+// with the wait, other keys apart. It runs on the server's clock: no
+// waiting for a refill here.
+func testRateCount(t *testing.T, h Harness) {
+	if !require(t, h, RateCount) {
+		return
+	}
+	e := newEnv(t, h)
+	rc, _ := sessionstore.As[sessionstore.RateCounter](e.s)
+	var other sessionstore.RateCounter = rc
+	if h.has(OtherHandle) {
+		other, _ = h.Other(t, e.s).(sessionstore.RateCounter)
+	}
+	allowed := 0
+	var retry time.Duration
+	for i := range 30 {
+		c := rc
+		if i%2 == 1 {
+			c = other
+		}
+		ok, r, err := c.Allow(ctx(t), "1.2.3.4", 6*time.Second, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			allowed++
+		} else {
+			retry = r
+		}
+	}
+	if allowed != 20 {
+		t.Fatalf("%d of 30 allowed across two handles, want the burst of 20", allowed)
+	}
+	if retry <= 5*time.Second || retry > 6*time.Second {
+		t.Fatalf("refused with a wait of %s, want just under 6s", retry)
+	}
+	if ok, _, err := rc.Allow(ctx(t), "5.6.7.8", 6*time.Second, 20); err != nil || !ok {
+		t.Fatalf("another key: %v, %v; want allowed", ok, err)
 	}
 }
 
