@@ -345,3 +345,53 @@ func TestOutageUnderLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestFullStoreRefusesOnlyNewSignIns: when the store refuses writes for
+// lack of room, a new sign-in gets a readable 503, signed-in users carry
+// on, /readyz stays 200 and says so, a metric counts it; with room again,
+// sign-ins work without a restart.
+func TestFullStoreRefusesOnlyNewSignIns(t *testing.T) {
+	p := startIDP(t)
+	filled := 0
+	for _, srv := range testbackends.All() {
+		if srv.Fill == nil {
+			continue
+		}
+		filled++
+		t.Run(srv.Name, func(t *testing.T) {
+			env := baseEnv(t, p, t.TempDir())
+			ownServer(t, env, srv)
+			a := startApp(t, env)
+			b := newBrowser(t)
+			b.login(a, "Ada", "ada@example.com")
+			release := srv.Fill(t, env)
+
+			c := newBrowser(t)
+			r := c.get(a.URL + "/api/auth/google")
+			if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "sign-ins are paused") {
+				t.Fatalf("a sign-in with the store full = %d\n%s", r.Status, r.Body)
+			}
+			if strings.Contains(r.Body, "OOM") || strings.Contains(r.Body, ".go:") {
+				t.Fatalf("the 503 page leaks the store's error:\n%s", r.Body)
+			}
+			for range 10 {
+				expectSignedIn(t, b, a, "ada@example.com")
+			}
+			ready := b.get(a.URL + "/readyz")
+			var body struct{ Status, Writes string }
+			if ready.Status != http.StatusOK || json.Unmarshal([]byte(ready.Body), &body) != nil || body.Writes != "refused" {
+				t.Fatalf("/readyz with the store full = %d %s; want 200 with writes refused", ready.Status, ready.Body)
+			}
+			if n := metric(t, a, "session_store_writes_refused_total"); n < 1 {
+				t.Fatalf("session_store_writes_refused_total = %.0f", n)
+			}
+
+			release()
+			c.login(a, "Bob", "bob@example.com")
+			expectSignedIn(t, c, a, "bob@example.com")
+		})
+	}
+	if filled == 0 {
+		t.Log("no built-in backend can be filled by a test")
+	}
+}

@@ -301,6 +301,11 @@ func (s *server) home() echo.HandlerFunc {
 type healthResponse struct {
 	Status string `json:"status"`
 	Store  string `json:"store,omitempty"`
+	// Writes is "refused" while the store has refused a write for lack of
+	// room within the last minute: sign-ins are paused, signed-in users are
+	// served, and the instance stays ready (every instance shares the full
+	// store, and taking them all out of the load balancer helps no one).
+	Writes string `json:"writes,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
 
@@ -321,6 +326,10 @@ func (s *server) readyz() echo.HandlerFunc {
 			s.Logger.Warn("Readiness check failed", "store", s.StoreName, "error", err)
 			return c.JSON(http.StatusServiceUnavailable, healthResponse{Status: "unavailable", Store: s.StoreName, Error: storeDownMessage})
 		}
-		return c.JSON(http.StatusOK, healthResponse{Status: "ready", Store: s.StoreName})
+		ready := healthResponse{Status: "ready", Store: s.StoreName}
+		if last := s.Metrics.LastWriteRefused(); !last.IsZero() && time.Since(last) < time.Minute {
+			ready.Writes = "refused"
+		}
+		return c.JSON(http.StatusOK, ready)
 	}
 }

@@ -185,7 +185,10 @@ func (e *pageError) Error() string {
 
 func (e *pageError) Unwrap() error { return e.cause }
 
-const storeDownMessage = "The session store is not answering right now. Please try again in a moment."
+const (
+	storeDownMessage = "The session store is not answering right now. Please try again in a moment."
+	storeFullMessage = "The session store is full, so new sign-ins are paused. If you are signed in, carry on; otherwise please try again later."
+)
 
 // handleError is the single place where an error becomes a response: JSON
 // for /api/ and health routes, an HTML page otherwise; never a stack trace.
@@ -197,6 +200,9 @@ func (s *server) handleError(err error, c echo.Context) {
 	var pe *pageError
 	var he *echo.HTTPError
 	switch {
+	case errors.Is(err, sessionstore.ErrFull):
+		s.Metrics.WriteRefused()
+		status, title, detail = http.StatusServiceUnavailable, "Signing in is paused", storeFullMessage
 	case errors.Is(err, httpsession.ErrUnavailable):
 		status, title, detail = http.StatusServiceUnavailable, "Session store unavailable", storeDownMessage
 	case errors.As(err, &pe):

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"math"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,9 @@ type Metrics struct {
 	storeErr *prometheus.CounterVec
 	logins   *prometheus.CounterVec
 	rejected *prometheus.CounterVec
+	refused  prometheus.Counter
+	// lastRefused is when the store last refused a write (Unix ns, 0: never).
+	lastRefused atomic.Int64
 }
 
 // New registers the app's collectors and the Go runtime's.
@@ -49,7 +53,11 @@ func New() *Metrics {
 		Name: "session_cookies_rejected_total",
 		Help: "Session cookies refused before any store read (bad signature, malformed); counted, not logged one by one.",
 	}, []string{"reason"})
-	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.rejected,
+	m.refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "session_store_writes_refused_total",
+		Help: "Requests turned away because the session store refused a write for lack of room (Redis maxmemory, a full disk).",
+	})
+	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.rejected, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -62,6 +70,22 @@ func (m *Metrics) Handler() http.Handler {
 // Login counts a login event; reason is empty except for failures.
 func (m *Metrics) Login(stage, reason string) {
 	m.logins.WithLabelValues(stage, reason).Inc()
+}
+
+// WriteRefused counts a request turned away because the store refused a
+// write for lack of room.
+func (m *Metrics) WriteRefused() {
+	m.refused.Inc()
+	m.lastRefused.Store(time.Now().UnixNano())
+}
+
+// LastWriteRefused returns when the store last refused a write (zero:
+// never).
+func (m *Metrics) LastWriteRefused() time.Time {
+	if ns := m.lastRefused.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // CookieRejected counts a session cookie refused before any store read.

@@ -952,4 +952,8 @@ type Server struct {
 	// an operator's copy or dump would (the file, every key's value,
 	// every document), for the at-rest test.
 	Dump func(t testing.TB, env map[string]string) []byte
+	// Fill, where the test can, fills the server of env until it refuses
+	// writes for lack of room (Redis at maxmemory with noeviction), and
+	// returns a function that gives the room back.
+	Fill func(t testing.TB, env map[string]string) (release func())
 }

@@ -130,6 +130,54 @@ func Server() storetest.Server {
 			p := Redis(t)
 			return env("redis://" + p.Addr + "/0"), p
 		},
+		Fill: func(t testing.TB, e map[string]string) func() {
+			opts, err := redis.ParseURL(e["REDIS_URL"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := redis.NewClient(opts)
+			ctx := context.Background()
+			used, err := c.Info(ctx, "memory").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bytes int64
+			for _, line := range strings.Split(used, "\r\n") {
+				if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+					fmt.Sscan(v, &bytes)
+				}
+			}
+			// As the compose file runs it: a ceiling, and no eviction.
+			for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", fmt.Sprint(bytes + 4<<20)}} {
+				if err := c.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Redis counts a command's own arguments: after a large value is
+			// refused, small ones still fit. Fill with smaller and smaller
+			// values until even a tiny one is refused.
+			n := 0
+			for _, size := range []int{64 << 10, 4 << 10, 256, 16} {
+				junk := strings.Repeat("x", size)
+				for ; ; n++ {
+					err := c.Set(ctx, fmt.Sprintf("filler:%d", n), junk, 0).Err()
+					if err != nil && strings.HasPrefix(err.Error(), "OOM ") {
+						break
+					}
+					if err != nil || n > 1_000_000 {
+						t.Fatalf("filling Redis: %v after %d keys", err, n)
+					}
+				}
+			}
+			return func() {
+				defer c.Close()
+				iter := c.Scan(ctx, 0, "filler:*", 1000).Iterator()
+				for iter.Next(ctx) {
+					c.Del(ctx, iter.Val())
+				}
+				c.ConfigSet(ctx, "maxmemory", "0")
+			}
+		},
 		Dump: func(t testing.TB, e map[string]string) []byte {
 			opts, err := redis.ParseURL(e["REDIS_URL"])
 			if err != nil {
