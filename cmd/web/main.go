@@ -196,9 +196,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		// Short enough that idle clients give their places back soon;
 		// longer than a proxy's own upstream keep-alive (deploy/nginx.conf:
 		// 20s), so the proxy is the one that closes them.
-		IdleTimeout: 30 * time.Second,
-		MaxHeaderBytes:    32 << 10, // a larger header gets 431
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		IdleTimeout:    30 * time.Second,
+		MaxHeaderBytes: 32 << 10, // a larger header gets 431
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {

@@ -50,7 +50,7 @@ func (i Identity) DisplayName() string {
 type Flow struct {
 	State    string `json:"s"`
 	Nonce    string `json:"n"`
-	Verifier string `json:"v"`            // PKCE code verifier
+	Verifier string `json:"v"`           // PKCE code verifier
 	ReturnTo string `json:"r,omitempty"` // a relative path; "" is "/"
 }
 
