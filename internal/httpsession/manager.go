@@ -136,31 +136,42 @@ func stateOf(s *sessions.Session) *state {
 
 type jarKey struct{}
 
-// jar is a request's cookies, parsed once.
+// jar is a request's cookies, parsed on first use, then kept.
 type jar struct {
+	req    *http.Request
+	once   sync.Once
 	values map[string]string // the first cookie of each name, as r.Cookie reads it
 	names  []string          // in the order the browser sent them: older first
 }
 
-// ParseCookies reads the request's Cookie header once; the manager then
-// looks cookies up in the result rather than parsing the header again per
-// lookup, which a request with thousands of cookies would make quadratic.
-func ParseCookies(r *http.Request) *http.Request {
-	all := r.Cookies()
-	j := &jar{values: make(map[string]string, len(all)), names: make([]string, 0, len(all))}
-	for _, c := range all {
-		if _, seen := j.values[c.Name]; !seen {
-			j.values[c.Name] = c.Value
-			j.names = append(j.names, c.Name)
+func (j *jar) parse() *jar {
+	j.once.Do(func() {
+		all := j.req.Cookies()
+		j.values, j.names = make(map[string]string, len(all)), make([]string, 0, len(all))
+		for _, c := range all {
+			if _, seen := j.values[c.Name]; !seen {
+				j.values[c.Name] = c.Value
+				j.names = append(j.names, c.Name)
+			}
 		}
-	}
-	return r.WithContext(context.WithValue(r.Context(), jarKey{}, j))
+		j.req = nil
+	})
+	return j
+}
+
+// ParseCookies makes the request's Cookie header parsed at most once, on
+// the first lookup: the manager then looks cookies up in the result rather
+// than parsing the header again per lookup (quadratic for a request with
+// thousands of cookies), and a request refused before any session lookup
+// (a rate limit) never parses it at all.
+func ParseCookies(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), jarKey{}, &jar{req: r}))
 }
 
 // cookie returns the value of the request's cookie called name.
 func cookie(r *http.Request, name string) (string, bool) {
 	if j, ok := r.Context().Value(jarKey{}).(*jar); ok {
-		v, ok := j.values[name]
+		v, ok := j.parse().values[name]
 		return v, ok
 	}
 	c, err := r.Cookie(name)
@@ -176,7 +187,7 @@ func cookie(r *http.Request, name string) (string, bool) {
 func CookieNames(r *http.Request, prefix string) []string {
 	var names []string
 	if j, ok := r.Context().Value(jarKey{}).(*jar); ok {
-		names = j.names
+		names = j.parse().names
 	} else {
 		for _, c := range r.Cookies() {
 			names = append(names, c.Name)
