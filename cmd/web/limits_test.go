@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"example.com/oauth-sessions/internal/sessionstore"
 	"example.com/oauth-sessions/internal/testbackends"
@@ -179,5 +180,50 @@ func TestSharedStoresCountForEveryInstance(t *testing.T) {
 				t.Fatalf("limits counted for every instance: %v; want it exactly for shared stores that count (%v)", shared, d.Shared && counts)
 			}
 		})
+	}
+}
+
+// TestBackchannelLogoutLimit: logout tokens from one address are limited
+// on their own (the login limit is untouched), with 429, Retry-After and
+// a JSON error once the burst is spent.
+func TestBackchannelLogoutLimit(t *testing.T) {
+	p := startIDP(t)
+	a := startApp(t, limitedEnv(t, p, t.TempDir()))
+	start := time.Now()
+	accepted := 0
+	var header http.Header
+	var body string
+	for header == nil && accepted < 2*logoutsPerClientPerMinute {
+		status, h, b := postLogoutToken(t, a, "google", "forged")
+		switch status {
+		case http.StatusBadRequest:
+			accepted++
+		case http.StatusTooManyRequests:
+			header, body = h, b
+		default:
+			t.Fatalf("logout token = %d %s", status, b)
+		}
+	}
+	// The burst, plus what refilled (one per 50 ms) while the test posted.
+	refilled := int(time.Since(start) / (time.Minute / logoutsPerClientPerMinute))
+	if header == nil || accepted < logoutsPerClientPerMinute || accepted > logoutsPerClientPerMinute+refilled+1 {
+		t.Fatalf("%d posts checked before the first 429 (%d refilled meanwhile), want the burst of %d", accepted, refilled, logoutsPerClientPerMinute)
+	}
+	var e struct{ Error string }
+	if retry, err := strconv.Atoi(header.Get("Retry-After")); err != nil || retry < 1 || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		t.Fatalf("refusal: Retry-After %q, body %s", header.Get("Retry-After"), body)
+	}
+	if ok, _, _ := starts(t, a, 5); ok != 5 {
+		t.Fatalf("%d of 5 login starts let through after the logout flood, want 5 (limits of their own)", ok)
+	}
+	res, err := http.Get(a.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metrics), `auth_backchannel_logouts_total{provider="google",result="refused"} 1`) ||
+		!strings.Contains(string(metrics), fmt.Sprintf(`auth_backchannel_logouts_total{provider="google",result="invalid"} %d`, accepted)) {
+		t.Fatalf("metrics do not count the refusal and the %d invalid tokens", accepted)
 	}
 }

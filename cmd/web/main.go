@@ -1,5 +1,6 @@
-// Command web is the app: an Echo server with Google (or any OpenID Connect)
-// login whose sessions live in the store SESSION_STORE names.
+// Command web is the app: an Echo server with sign-in through Google,
+// GitHub and any OpenID Connect provider, whose sessions live in the store
+// SESSION_STORE names.
 //
 //	web                serve (the default)
 //	web healthcheck    exit 0 if the server on PORT answers /healthz
@@ -8,9 +9,6 @@ package main
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,9 +27,7 @@ import (
 	"github.com/joho/godotenv"
 
 	oauthsessions "example.com/oauth-sessions"
-	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/config"
-	"example.com/oauth-sessions/internal/devprovider"
 	"example.com/oauth-sessions/internal/handlers"
 	"example.com/oauth-sessions/internal/metrics"
 )
@@ -149,42 +145,26 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 
 	loginLimit, ceiling := loginLimits(cfg, backend, def, logger)
+	logoutLimit, logoutCeiling := logoutLimits()
 	deps := handlers.Deps{
-		LoginLimit: loginLimit, LoginCeiling: ceiling,
+		LoginLimit: loginLimit, LoginCeiling: ceiling, LogoutLimit: logoutLimit, LogoutCeiling: logoutCeiling,
 		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, Codec: codec, Metrics: m,
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
 		Stopping: ctx.Done(),
 	}
-	callback := cfg.BaseURL.String() + "/api/auth/google/callback"
-	if cfg.DemoLogin {
-		const path = "/demo-idp"
-		// Keys and the client secret come from the session secret, so
-		// instances sharing it act as one provider behind a load balancer.
-		seed, err := hkdf.Key(sha256.New, []byte(secrets[0]), nil, "oauth-sessions demo provider v1", 64)
-		if err != nil {
-			return fmt.Errorf("demo provider keys: %w", err)
-		}
-		clientSecret := base64.RawURLEncoding.EncodeToString(seed[32:])
-		dev, err := devprovider.New(devprovider.Config{
-			Issuer: cfg.BaseURL.String() + path, ClientID: "demo-client", ClientSecret: clientSecret,
-			RedirectURIs: []string{callback}, Seed: seed[:32], AppName: "OAuth sessions (this app)",
-		})
-		if err != nil {
-			return fmt.Errorf("start demo provider: %w", err)
-		}
-		deps.DevProvider, deps.DevProviderPath = dev, path
-		deps.Provider = auth.NewProvider(auth.ProviderConfig{
-			Name: "demo", Issuer: cfg.BaseURL.String() + path, ClientID: "demo-client",
-			ClientSecret: clientSecret, RedirectURL: callback, HTTPClient: dev.Client(),
-		})
-		logger.Warn("No Google credentials: the home page offers the built-in development login (never available in production)")
-	} else {
-		deps.Provider = auth.NewProvider(auth.ProviderConfig{
-			Name: "google", Issuer: cfg.GoogleIssuerURL, ClientID: cfg.GoogleClientID,
-			ClientSecret: cfg.GoogleClientSecret, RedirectURL: callback,
-		})
+	deps.Providers, deps.DevProvider, err = signInProviders(cfg, secrets[0])
+	if err != nil {
+		return err
+	}
+	if deps.DevProvider != nil {
+		deps.DevProviderPath = devProviderPath
+		logger.Warn("No sign-in provider configured: the home page offers the built-in development login (never available in production)")
+	}
+	for _, p := range deps.Providers {
+		logger.Info("Sign-in provider", "provider", p.Name(), "label", p.Label(), "issuer", p.Issuer(),
+			"callback", cfg.BaseURL.String()+"/api/auth/"+p.Name()+"/callback")
 	}
 
 	srv := &http.Server{

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -113,7 +114,7 @@ func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
 				}
 				id := auth.Identity{ID: "sub" + email, Email: email, Name: "User", Provider: "google"}
 				s.Values[httpsession.KeyUser] = id
-				httpsession.SetOwner(s, id.Owner())
+				httpsession.SetOwners(s, id.Owner())
 				if err := s.Save(r, w); err != nil {
 					t.Errorf("seed: %v", err)
 					return
@@ -159,7 +160,7 @@ func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
 		key := httpsession.KeyFor(token)
 		rec, err := codec.OpenRecord(key, stored[key].Data)
 		id, ok := httpsession.RecordValue[auth.Identity](rec, httpsession.KeyUser)
-		if err != nil || rec.Kind != httpsession.KindLogin || !ok || id.Email != email || stored[key].Owner != auth.OwnerKey(email) {
+		if err != nil || rec.Kind != httpsession.KindLogin || !ok || id.Email != email || !slices.Equal(stored[key].Owners, []string{auth.OwnerKey(email)}) {
 			bad++
 		}
 	}

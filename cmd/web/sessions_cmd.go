@@ -271,6 +271,9 @@ func stats(ctx context.Context, store sessionstore.Store, codec *httpsession.Cod
 	fmt.Fprintf(stdout, "live sessions:     %d\n", total)
 	fmt.Fprintf(stdout, "  logins:          %d (%d users)\n", kinds[httpsession.KindLogin], len(users))
 	fmt.Fprintf(stdout, "  logins underway: %d\n", kinds[httpsession.KindFlow])
+	if n := kinds[httpsession.KindUsed]; n > 0 {
+		fmt.Fprintf(stdout, "  used logout tokens: %d (remembered for minutes, against replays)\n", n)
+	}
 	if unreadable > 0 {
 		fmt.Fprintf(stdout, "  other secret:    %d\n", unreadable)
 	}

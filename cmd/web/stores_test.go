@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -52,34 +53,50 @@ func TestTestBackendsMatchTheList(t *testing.T) {
 	}
 }
 
+// TestEveryStoreKeepsSessionsAcrossRestart: with Google, GitHub and a
+// generic OpenID Connect provider configured at once, a sign-in through
+// each survives a restart of the app on every persistent store (and the
+// memory store says why it does not).
 func TestEveryStoreKeepsSessionsAcrossRestart(t *testing.T) {
-	p := startIDP(t)
+	ps := startProviders(t)
 	for _, srv := range testbackends.All() {
 		def := definition(t, srv)
 		for _, name := range append([]string{def.Name}, def.Aliases...) {
 			t.Run(name, func(t *testing.T) {
-				env := withStore(t, baseEnv(t, p, t.TempDir()), srv)
+				env := withStore(t, ps.env(t, t.TempDir()), srv)
 				env["SESSION_STORE"] = name
 				a := startApp(t, env)
 				if !strings.Contains(a.logs.String(), "Initializing session store") {
 					t.Fatalf("no start-up log line:\n%s", a.logs)
 				}
-				b := newBrowser(t)
-				b.login(a, "Ada Lovelace", "ada@example.com")
-				me := expectSignedIn(t, b, a, "ada@example.com")
-				if me.Session.Store != def.Name {
-					t.Fatalf("session store = %q, want %q", me.Session.Store, def.Name)
+				users := []struct {
+					provider, email string
+					fields          url.Values
+					b               *browser
+				}{
+					{"google", "ada@example.com", person("Ada Lovelace", "ada@example.com"), newBrowser(t)},
+					{"github", "octocat@github.example", githubLogin("octocat"), newBrowser(t)},
+					{"oidc", "grace@example.com", person("Grace Hopper", "grace@example.com"), newBrowser(t)},
+				}
+				for _, u := range users {
+					u.b.loginVia(a, u.provider, u.fields)
+					me := expectSignedIn(t, u.b, a, u.email)
+					if me.Session.Store != def.Name || me.User.Provider != u.provider {
+						t.Fatalf("session store %q, provider %q; want %q, %q", me.Session.Store, me.User.Provider, def.Name, u.provider)
+					}
 				}
 				a = a.restart(t)
-				if !def.Persistent {
-					expectSignedOut(t, b, a)
-					home := b.get(a.URL + "/")
+				for _, u := range users {
+					if def.Persistent {
+						expectSignedIn(t, u.b, a, u.email)
+						continue
+					}
+					expectSignedOut(t, u.b, a)
+					home := u.b.get(a.URL + "/")
 					if !strings.Contains(home.Body, "the restart signed you out") {
 						t.Fatalf("home page after a restart of a store that keeps nothing does not say why the user is signed out:\n%s", home.Body)
 					}
-					return
 				}
-				expectSignedIn(t, b, a, "ada@example.com")
 			})
 		}
 	}

@@ -1,7 +1,9 @@
-// Package auth runs the OpenID Connect authorization-code flow: it builds the
-// provider's login URL (state, nonce, PKCE S256), exchanges the code and
-// verifies the ID token. Sessions are not its business; handlers keep the
-// flow and the resulting identity in the session store.
+// Package auth runs the sign-in: the authorization-code flow with state,
+// PKCE S256 and, for OpenID Connect, a nonce and the ID token's
+// verification, against each kind of provider (OIDC for Google and any
+// issuer; GitHub's OAuth 2.0), and the provider's side of signing out.
+// Sessions are not its business; handlers keep the flow and the resulting
+// identity in the session store.
 package auth
 
 import (
@@ -12,14 +14,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 )
 
@@ -48,10 +46,23 @@ func (i Identity) DisplayName() string {
 // nothing more: every started login is a record in the store for ten
 // minutes, so it is kept small (short keys, 128-bit state and nonce).
 type Flow struct {
+	Provider string `json:"p"` // the Name of the provider it was started with
 	State    string `json:"s"`
-	Nonce    string `json:"n"`
+	Nonce    string `json:"n,omitempty"` // OpenID Connect only
 	Verifier string `json:"v"`           // PKCE code verifier
 	ReturnTo string `json:"r,omitempty"` // a relative path; "" is "/"
+}
+
+// newFlow starts a flow with fresh secrets.
+func newFlow(provider, returnTo string, nonce bool) Flow {
+	f := Flow{Provider: provider, State: randomString(), Verifier: oauth2.GenerateVerifier()}
+	if nonce {
+		f.Nonce = randomString()
+	}
+	if back := SafeReturnPath(returnTo); back != "/" {
+		f.ReturnTo = back
+	}
+	return f
 }
 
 // FlowTTL is how long a started login may take, as in the original guide.
@@ -65,131 +76,72 @@ var (
 	// ErrRejected: the provider answered but its answer does not verify
 	// (bad signature, issuer, audience, nonce, expiry) or was refused.
 	ErrRejected = errors.New("sign-in rejected")
+	// ErrNoVerifiedEmail: the account has no email the provider vouches
+	// for, and the app needs one (GitHub: no verified primary email).
+	ErrNoVerifiedEmail = errors.New("no verified email address")
 )
 
-// ProviderConfig configures a Provider.
-type ProviderConfig struct {
-	Name         string // reported as Identity.Provider: "google", "demo"
-	Issuer       string
-	ClientID     string
-	ClientSecret string
-	RedirectURL  string
-	// HTTPClient talks to the provider; nil means a client with a timeout.
-	HTTPClient *http.Client
+// Provider is one way to sign in: an OAuth 2.0 or OpenID Connect
+// authorization server the app is registered with. Adding one is a type
+// implementing this interface, its variables, and a line in the program's
+// wiring; routes, buttons and sessions follow from Name and Label.
+type Provider interface {
+	// Name is the provider's route and the identity's provider:
+	// /api/auth/{Name}, user.provider ("google", "github", "oidc", "demo").
+	Name() string
+	// Label is how people know it, on the sign-in button: "Google".
+	Label() string
+	// Issuer is what the provider sends as RFC 9207's iss parameter with
+	// its authorization response ("" when it sends none).
+	Issuer() string
+	// Start returns a new flow for a sign-in that comes back to returnTo,
+	// and the provider URL to send the browser to.
+	Start(ctx context.Context, returnTo string) (Flow, string, error)
+	// Finish exchanges the code the callback brought and returns who
+	// signed in. Errors wrap ErrProviderUnreachable, ErrRejected or
+	// ErrNoVerifiedEmail.
+	Finish(ctx context.Context, f Flow, code string) (Result, error)
 }
 
-// Provider is an OpenID Connect relying party for one issuer. Discovery is
-// lazy and cached, so the app starts without network and recovers by itself
-// once the provider can be reached.
-type Provider struct {
-	cfg ProviderConfig
-
-	mu       sync.Mutex
-	oidc     *oidc.Provider
-	verifier *oidc.IDTokenVerifier
+// Result is a finished sign-in: who, and what a later sign-out needs.
+type Result struct {
+	Identity Identity
+	// Subject is the provider's own id of the user (the ID token's sub).
+	Subject string
+	// SessionID is the provider's session (the ID token's sid), when the
+	// provider says: a back-channel logout may name it.
+	SessionID string
+	// IDToken is set when the provider has an end_session_endpoint: the
+	// session keeps it, sealed, as the id_token_hint of a later sign-out.
+	IDToken string
 }
 
-// NewProvider returns a Provider; it does not contact the issuer.
-func NewProvider(cfg ProviderConfig) *Provider {
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	return &Provider{cfg: cfg}
+// LogoutProvider is implemented by OpenID Connect providers: sign-out at
+// the provider, and sign-outs the provider tells the app about.
+type LogoutProvider interface {
+	Provider
+	// EndSessionURL returns where to send the browser to sign out at the
+	// provider too (RP-initiated logout), or "" when the provider has no
+	// end_session_endpoint.
+	EndSessionURL(ctx context.Context, idToken, postLogoutRedirect, state string) (string, error)
+	// SignOutOrigins are the origins (scheme://host) a sign-out may send
+	// the browser on to: the issuer's, and the end_session_endpoint's once
+	// discovered. Pages allow them as form targets (CSP form-action).
+	SignOutOrigins() []string
+	// VerifyLogoutToken checks a back-channel logout token as OpenID
+	// Connect Back-Channel Logout 1.0 §2.6 says, against now.
+	VerifyLogoutToken(ctx context.Context, raw string, now time.Time) (LogoutToken, error)
 }
 
-// Name is the provider's label.
-func (p *Provider) Name() string { return p.cfg.Name }
-
-func (p *Provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerifier, error) {
-	p.mu.Lock()
-	op, v := p.oidc, p.verifier
-	p.mu.Unlock()
-	if op != nil {
-		return op, v, nil
-	}
-	// Not under the lock: while the issuer is unreachable, logins must not
-	// queue behind each other's time-outs.
-	op, err := oidc.NewProvider(oidc.ClientContext(ctx, p.cfg.HTTPClient), p.cfg.Issuer)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: discover %s: %w", ErrProviderUnreachable, p.cfg.Issuer, err)
-	}
-	v = op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
-	p.mu.Lock()
-	if p.oidc == nil {
-		p.oidc, p.verifier = op, v
-	}
-	op, v = p.oidc, p.verifier
-	p.mu.Unlock()
-	return op, v, nil
-}
-
-func (p *Provider) oauth2Config(op *oidc.Provider) *oauth2.Config {
-	return &oauth2.Config{
-		ClientID:     p.cfg.ClientID,
-		ClientSecret: p.cfg.ClientSecret,
-		RedirectURL:  p.cfg.RedirectURL,
-		Endpoint:     op.Endpoint(),
-		Scopes:       []string{oidc.ScopeOpenID, "email", "profile"},
-	}
-}
-
-// Start returns a new flow for a login that returns to returnTo afterwards,
-// and the provider URL to send the browser to.
-func (p *Provider) Start(ctx context.Context, returnTo string) (Flow, string, error) {
-	op, _, err := p.discover(ctx)
-	if err != nil {
-		return Flow{}, "", err
-	}
-	f := Flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier()}
-	if back := SafeReturnPath(returnTo); back != "/" {
-		f.ReturnTo = back
-	}
-	u := p.oauth2Config(op).AuthCodeURL(f.State, oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier))
-	return f, u, nil
-}
-
-// Finish exchanges code for tokens and verifies the ID token against f.
-func (p *Provider) Finish(ctx context.Context, f Flow, code string) (Identity, error) {
-	op, verifier, err := p.discover(ctx)
-	if err != nil {
-		return Identity{}, err
-	}
-	ctx = oidc.ClientContext(ctx, p.cfg.HTTPClient)
-	tok, err := p.oauth2Config(op).Exchange(ctx, code, oauth2.VerifierOption(f.Verifier))
-	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return Identity{}, fmt.Errorf("%w: token endpoint: %s", ErrRejected, re.ErrorCode)
-		}
-		return Identity{}, fmt.Errorf("%w: token endpoint: %w", ErrProviderUnreachable, err)
-	}
-	raw, ok := tok.Extra("id_token").(string)
-	if !ok || raw == "" {
-		return Identity{}, fmt.Errorf("%w: no id_token in the token response", ErrRejected)
-	}
-	idt, err := verifier.Verify(ctx, raw)
-	if err != nil {
-		return Identity{}, fmt.Errorf("%w: id_token: %w", ErrRejected, err)
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(f.Nonce)) != 1 {
-		return Identity{}, fmt.Errorf("%w: id_token nonce does not match the login", ErrRejected)
-	}
-	var claims struct {
-		Email         string `json:"email"`
-		EmailVerified *bool  `json:"email_verified"`
-		Name          string `json:"name"`
-		Picture       string `json:"picture"`
-	}
-	if err := idt.Claims(&claims); err != nil {
-		return Identity{}, fmt.Errorf("%w: id_token claims: %w", ErrRejected, err)
-	}
-	if claims.EmailVerified == nil || !*claims.EmailVerified {
-		// An address the provider does not vouch for must not pass for the
-		// user's: it would pass ALLOWED_EMAIL_DOMAINS and file the session
-		// under someone else's sessions. Google always sends the claim.
-		claims.Email = ""
-	}
-	return Identity{ID: idt.Subject, Email: claims.Email, Name: claims.Name, Picture: claims.Picture, Provider: p.cfg.Name}, nil
+// LogoutToken is a verified back-channel logout: the sessions to end are
+// those of SessionID, or all of Subject's at this provider.
+type LogoutToken struct {
+	ID        string // jti, to refuse replays
+	Subject   string
+	SessionID string
+	// PassesUntil is when a copy of the token stops passing the checks
+	// (its exp, or its iat grown too old): how long to remember its jti.
+	PassesUntil time.Time
 }
 
 // CheckState compares a callback's state with the flow's in constant time.
@@ -262,17 +214,32 @@ func randomString() string {
 // sessions by address (web sessions revoke --user EMAIL) while a copy of the
 // store holds no address in plain text.
 func OwnerKey(email string) string {
-	sum := sha256.Sum256([]byte("owner:" + strings.ToLower(strings.TrimSpace(email))))
-	return hex.EncodeToString(sum[:16])
+	return label("owner:" + strings.ToLower(strings.TrimSpace(email)))
 }
 
 // Owner returns the index label of the identity: by email when there is
-// one, else by provider and subject.
+// one (so "your sessions" spans the providers an address signs in with),
+// else by provider and subject.
 func (i Identity) Owner() string {
 	if i.Email != "" {
 		return OwnerKey(i.Email)
 	}
-	sum := sha256.Sum256([]byte("subject:" + i.Provider + "|" + i.ID))
+	return label("subject:" + i.ID)
+}
+
+// SubjectKey is the index label of a user at one provider: a back-channel
+// logout naming only the subject ends every session filed under it.
+func SubjectKey(provider, subject string) string {
+	return label("sub:" + provider + "|" + subject)
+}
+
+// SessionKey is the index label of one provider session (sid).
+func SessionKey(provider, sid string) string {
+	return label("sid:" + provider + "|" + sid)
+}
+
+func label(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:16])
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,15 @@ type Config struct {
 	GoogleClientID      string
 	GoogleClientSecret  string
 	GoogleIssuerURL     string
+	GitHubClientID      string
+	GitHubClientSecret  string
+	GitHubURL           string // https://github.com, or a GitHub Enterprise Server
+	GitHubAPIURL        string // https://api.github.com, or https://HOST/api/v3
+	OIDCIssuerURL       string
+	OIDCClientID        string
+	OIDCClientSecret    string
+	OIDCName            string // the sign-in button's label
+	OIDCScopes          []string
 	AllowedEmailDomains []string
 	DemoLogin           bool // the built-in development provider is offered
 
@@ -64,8 +74,51 @@ type Config struct {
 // Production reports whether APP_ENV is production.
 func (c *Config) Production() bool { return c.Env == "production" }
 
-// GoogleConfigured reports whether real provider credentials are set.
+// GoogleConfigured reports whether Google credentials are set.
 func (c *Config) GoogleConfigured() bool { return c.GoogleClientID != "" }
+
+// GitHubConfigured reports whether GitHub credentials are set.
+func (c *Config) GitHubConfigured() bool { return c.GitHubClientID != "" }
+
+// OIDCConfigured reports whether a generic OpenID Connect provider is set.
+func (c *Config) OIDCConfigured() bool { return c.OIDCClientID != "" }
+
+// credentials reads PREFIX_CLIENT_ID and PREFIX_CLIENT_SECRET, which go
+// together.
+func credentials(r *envconfig.Reader, prefix string) (id, secret string) {
+	id, secret = r.Str(prefix+"_CLIENT_ID", ""), r.Str(prefix+"_CLIENT_SECRET", "")
+	if (id == "") != (secret == "") {
+		r.Fail(prefix+"_CLIENT_SECRET", "%s_CLIENT_ID and %s_CLIENT_SECRET go together; set both or neither", prefix, prefix)
+	}
+	return id, secret
+}
+
+// providerURL reads a provider's URL: absolute http(s), and https when
+// needHTTPS (production: the client secret and the tokens go there).
+func providerURL(r *envconfig.Reader, name, def string, needHTTPS bool) string {
+	return checkURL(r, name, strings.TrimRight(r.Str(name, def), "/"), needHTTPS)
+}
+
+// issuerURL reads an OpenID Connect issuer as it is written: it must match
+// the issuer of the provider's discovery document byte for byte, and some
+// end in a slash (Auth0's).
+func issuerURL(r *envconfig.Reader, name, def string, needHTTPS bool) string {
+	return checkURL(r, name, r.Str(name, def), needHTTPS)
+}
+
+func checkURL(r *envconfig.Reader, name, v string, needHTTPS bool) string {
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		r.Fail(name, "%q is not an http(s) URL", v)
+	case needHTTPS && u.Scheme != "https":
+		r.Fail(name, "%q must use https in production (the client secret and tokens go there)", v)
+	}
+	return v
+}
 
 // Error is a configuration error about one variable.
 type Error = envconfig.Error
@@ -160,20 +213,24 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	c.SessionCacheSize = r.Int("SESSION_CACHE_SIZE", 10000, 0, 10_000_000)
 	c.AllowMemoryInProduction = r.Bool("ALLOW_MEMORY_STORE_IN_PRODUCTION", false)
 
-	c.GoogleClientID = r.Str("GOOGLE_CLIENT_ID", "")
-	c.GoogleClientSecret = r.Str("GOOGLE_CLIENT_SECRET", "")
-	c.GoogleIssuerURL = strings.TrimRight(r.Str("GOOGLE_ISSUER_URL", "https://accounts.google.com"), "/")
-	if u, err := url.Parse(c.GoogleIssuerURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		r.Fail("GOOGLE_ISSUER_URL", "%q is not an http(s) URL", c.GoogleIssuerURL)
-	} else if c.Production() && u.Scheme != "https" {
-		// The client secret and the tokens travel to the issuer.
-		r.Fail("GOOGLE_ISSUER_URL", "%q must use https in production (the client secret and tokens go there)", c.GoogleIssuerURL)
+	prod := c.Production()
+	c.GoogleClientID, c.GoogleClientSecret = credentials(r, "GOOGLE")
+	c.GoogleIssuerURL = issuerURL(r, "GOOGLE_ISSUER_URL", "https://accounts.google.com", prod)
+	c.GitHubClientID, c.GitHubClientSecret = credentials(r, "GITHUB")
+	c.GitHubURL = providerURL(r, "GITHUB_URL", "https://github.com", prod && c.GitHubConfigured())
+	c.GitHubAPIURL = providerURL(r, "GITHUB_API_URL", "https://api.github.com", prod && c.GitHubConfigured())
+	c.OIDCClientID, c.OIDCClientSecret = credentials(r, "OIDC")
+	c.OIDCIssuerURL = issuerURL(r, "OIDC_ISSUER_URL", "", prod && c.OIDCConfigured())
+	if c.OIDCConfigured() && c.OIDCIssuerURL == "" {
+		r.Fail("OIDC_ISSUER_URL", "is required with OIDC_CLIENT_ID (your provider's issuer, e.g. https://kc.example.com/realms/myrealm)")
 	}
-	if (c.GoogleClientID == "") != (c.GoogleClientSecret == "") {
-		r.Fail("GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET go together; set both or neither")
+	c.OIDCName = r.Str("OIDC_NAME", "Single sign-on")
+	c.OIDCScopes = strings.Fields(r.Str("OIDC_SCOPES", "openid email profile"))
+	if !slices.Contains(c.OIDCScopes, "openid") {
+		r.Fail("OIDC_SCOPES", "%q must include openid", strings.Join(c.OIDCScopes, " "))
 	}
-	if c.Production() && !c.GoogleConfigured() {
-		r.Fail("GOOGLE_CLIENT_ID", "is required in production (create OAuth credentials; see README)")
+	if prod && !c.GoogleConfigured() && !c.GitHubConfigured() && !c.OIDCConfigured() {
+		r.Fail("GOOGLE_CLIENT_ID", "a sign-in provider is required in production: set GOOGLE_CLIENT_ID, GITHUB_CLIENT_ID or OIDC_CLIENT_ID with its secret (see README)")
 	}
 	for _, d := range r.List("ALLOWED_EMAIL_DOMAINS") {
 		c.AllowedEmailDomains = append(c.AllowedEmailDomains, strings.ToLower(strings.TrimPrefix(d, "@")))
@@ -182,7 +239,8 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	if c.Production() && demo && r.Str("DEMO_LOGIN", "") != "" {
 		r.Fail("DEMO_LOGIN", "the demo login signs anyone in as anyone and is refused in production; remove DEMO_LOGIN or set it to false")
 	}
-	c.DemoLogin = !c.Production() && !c.GoogleConfigured() && demo
+	// The demo stands in for a real provider, never beside one.
+	c.DemoLogin = !c.Production() && !c.GoogleConfigured() && !c.GitHubConfigured() && !c.OIDCConfigured() && demo
 
 	c.TrustProxy = r.Bool("TRUST_PROXY", false)
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,9 @@ type Config struct {
 	Seed []byte
 	// AppName, when set, is shown on the login page ("Signing in to ...").
 	AppName string
+	// PostLogoutRedirectURIs lists where its end_session_endpoint may send
+	// the browser back to; empty accepts any http(s) URL (tests).
+	PostLogoutRedirectURIs []string
 }
 
 // CodeTTL is how long an authorization code may wait for its redemption.
@@ -83,7 +87,8 @@ type Provider struct {
 	redeemed map[[32]byte]time.Time // code hash → when it expires anyway
 }
 
-// grant is what an authorization code carries, sealed.
+// grant is what an authorization code carries, sealed; an access token
+// carries the same, sealed for the userinfo endpoint.
 type grant struct {
 	ClientID    string `json:"c"`
 	RedirectURI string `json:"r"`
@@ -91,8 +96,16 @@ type grant struct {
 	Challenge   string `json:"pk"`
 	Name        string `json:"nm"`
 	Email       string `json:"em"`
+	SessionID   string `json:"sid"`
 	Expires     int64  `json:"x"`
 }
+
+// What a sealed value is for, bound into its seal, so a code is never
+// accepted as an access token or the other way round.
+const (
+	sealCode   = "code"
+	sealAccess = "access"
+)
 
 // New returns a provider; see Config.Seed for where its keys come from.
 func New(cfg Config) (*Provider, error) {
@@ -138,6 +151,9 @@ func New(cfg Config) (*Provider, error) {
 	p.mux.HandleFunc("POST "+p.prefix+"/authorize", p.authorize)
 	p.mux.HandleFunc("POST "+p.prefix+"/token", p.token)
 	p.mux.HandleFunc("GET "+p.prefix+"/jwks", p.jwks)
+	p.mux.HandleFunc("GET "+p.prefix+"/userinfo", p.userinfo)
+	p.mux.HandleFunc("POST "+p.prefix+"/userinfo", p.userinfo)
+	p.mux.HandleFunc("GET "+p.prefix+"/logout", p.endSession)
 	p.mux.HandleFunc("GET "+p.prefix+"/style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		_, _ = w.Write(styleCSS)
@@ -159,6 +175,10 @@ func (p *Provider) discovery(w http.ResponseWriter, _ *http.Request) {
 		"authorization_endpoint":                p.cfg.Issuer + "/authorize",
 		"token_endpoint":                        p.cfg.Issuer + "/token",
 		"jwks_uri":                              p.cfg.Issuer + "/jwks",
+		"userinfo_endpoint":                     p.cfg.Issuer + "/userinfo",
+		"end_session_endpoint":                  p.cfg.Issuer + "/logout",
+		"backchannel_logout_supported":          true,
+		"backchannel_logout_session_supported":  true,
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{string(jose.EdDSA)},
@@ -204,17 +224,16 @@ func (p *Provider) checkAuthorize(q url.Values) string {
 	return ""
 }
 
-func (p *Provider) redirectAllowed(uri string) bool {
-	if len(p.cfg.RedirectURIs) == 0 {
+func (p *Provider) redirectAllowed(uri string) bool { return registered(p.cfg.RedirectURIs, uri) }
+
+// registered reports whether uri is in list, compared byte for byte as
+// providers do; an empty list accepts any absolute http(s) URL.
+func registered(list []string, uri string) bool {
+	if len(list) == 0 {
 		u, err := url.Parse(uri)
 		return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 	}
-	for _, r := range p.cfg.RedirectURIs {
-		if r == uri {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, uri)
 }
 
 func (p *Provider) authorizeForm(w http.ResponseWriter, r *http.Request) {
@@ -253,9 +272,10 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		if name == "" {
 			name = email[:strings.IndexByte(email, '@')]
 		}
-		code, err := p.seal(grant{
+		code, err := p.seal(sealCode, grant{
 			ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), Nonce: q.Get("nonce"),
-			Challenge: q.Get("code_challenge"), Name: name, Email: email, Expires: time.Now().Add(CodeTTL).Unix(),
+			Challenge: q.Get("code_challenge"), Name: name, Email: email, SessionID: randomString(),
+			Expires: time.Now().Add(CodeTTL).Unix(),
 		})
 		if err != nil {
 			http.Error(w, "could not issue a code", http.StatusInternalServerError)
@@ -267,24 +287,24 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back.String(), http.StatusFound)
 }
 
-func (p *Provider) seal(g grant) (string, error) {
+func (p *Provider) seal(purpose string, g grant) (string, error) {
 	plain, err := json.Marshal(g)
 	if err != nil {
 		return "", err
 	}
 	out := make([]byte, p.codes.NonceSize(), p.codes.NonceSize()+len(plain)+p.codes.Overhead())
 	_, _ = rand.Read(out)
-	out = p.codes.Seal(out, out, plain, []byte(p.cfg.ClientID))
+	out = p.codes.Seal(out, out, plain, []byte(purpose+"|"+p.cfg.ClientID))
 	return base64.RawURLEncoding.EncodeToString(out), nil
 }
 
-func (p *Provider) open(code string) (grant, bool) {
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(code)
+func (p *Provider) open(purpose, sealed string) (grant, bool) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(sealed)
 	if err != nil || len(raw) < p.codes.NonceSize() {
 		return grant{}, false
 	}
 	n := p.codes.NonceSize()
-	plain, err := p.codes.Open(nil, raw[:n], raw[n:], []byte(p.cfg.ClientID))
+	plain, err := p.codes.Open(nil, raw[:n], raw[n:], []byte(purpose+"|"+p.cfg.ClientID))
 	if err != nil {
 		return grant{}, false
 	}
@@ -339,7 +359,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := r.PostForm.Get("code")
-	g, ok := p.open(code)
+	g, ok := p.open(sealCode, code)
 	expires := time.Unix(g.Expires, 0)
 	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
 	switch {
@@ -354,10 +374,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	claims := map[string]any{
-		"iss": p.cfg.Issuer, "aud": p.cfg.ClientID, "sub": "dev|" + strings.ToLower(g.Email),
-		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
-		"email": g.Email, "email_verified": true, "name": g.Name,
+	claims := p.profile(g)
+	claims["iss"], claims["aud"], claims["iat"], claims["exp"] = p.cfg.Issuer, p.cfg.ClientID, now.Unix(), now.Add(5*time.Minute).Unix()
+	if g.SessionID != "" {
+		claims["sid"] = g.SessionID // as providers do for clients registered for back-channel logout
 	}
 	if g.Nonce != "" {
 		claims["nonce"] = g.Nonce
@@ -367,9 +387,63 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "signing failed", http.StatusInternalServerError)
 		return
 	}
+	g.Expires = now.Add(5 * time.Minute).Unix()
+	access, err := p.seal(sealAccess, g)
+	if err != nil {
+		http.Error(w, "could not issue a token", http.StatusInternalServerError)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": randomString(), "token_type": "Bearer", "expires_in": 300, "id_token": idToken,
+		"access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": idToken,
 	})
+}
+
+// profile is who signed in, as the ID token and the userinfo endpoint say.
+func (p *Provider) profile(g grant) map[string]any {
+	return map[string]any{"sub": Subject(g.Email), "email": g.Email, "email_verified": true, "name": g.Name}
+}
+
+// Subject is the sub the provider gives the user with this email.
+func Subject(email string) string { return "dev|" + strings.ToLower(email) }
+
+// userinfo is the UserInfo endpoint: the profile of the access token's
+// user (OpenID Connect Core §5.3).
+func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	g, valid := p.open(sealAccess, strings.TrimSpace(tok))
+	if !ok || !valid || time.Now().After(time.Unix(g.Expires, 0)) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
+		return
+	}
+	writeJSON(w, http.StatusOK, p.profile(g))
+}
+
+// endSession is the end_session_endpoint (RP-initiated logout): the
+// provider keeps no sessions, so it only checks the request and sends the
+// browser back to the registered post_logout_redirect_uri with the state.
+func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	back := q.Get("post_logout_redirect_uri")
+	switch {
+	case q.Get("client_id") != "" && q.Get("client_id") != p.cfg.ClientID:
+		http.Error(w, "invalid logout request: unknown client_id", http.StatusBadRequest)
+		return
+	case back == "":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("You are signed out.\n"))
+		return
+	case !registered(p.cfg.PostLogoutRedirectURIs, back):
+		http.Error(w, "invalid logout request: post_logout_redirect_uri is not registered", http.StatusBadRequest)
+		return
+	}
+	u, _ := url.Parse(back)
+	if st := q.Get("state"); st != "" {
+		params := u.Query()
+		params.Set("state", st)
+		u.RawQuery = params.Encode()
+	}
+	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
 func tokenError(w http.ResponseWriter, code string) {

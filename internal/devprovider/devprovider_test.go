@@ -95,7 +95,7 @@ func TestSameSeedActsAsOneProvider(t *testing.T) {
 
 func TestExpiredAndForgedCodes(t *testing.T) {
 	p := newProvider(t, "0123456789abcdef0123456789abcdef")
-	expired, err := p.seal(grant{ClientID: "c", RedirectURI: redirect, Challenge: "x", Email: "a@b", Expires: time.Now().Add(-time.Second).Unix()})
+	expired, err := p.seal(sealCode, grant{ClientID: "c", RedirectURI: redirect, Challenge: "x", Email: "a@b", Expires: time.Now().Add(-time.Second).Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +129,70 @@ func TestRedeemedCodesAreBounded(t *testing.T) {
 	}
 	if n := len(p.redeemed); n != maxRedeemed {
 		t.Fatalf("%d codes remembered, want the bound %d", n, maxRedeemed)
+	}
+}
+
+// TestUserInfo: the access token from the token endpoint opens the
+// profile at the userinfo endpoint; a code, garbage or nothing does not.
+func TestUserInfo(t *testing.T) {
+	p := newProvider(t, "0123456789abcdef0123456789abcdef")
+	code := authorize(t, p)
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
+		"code_verifier": {verifier}, "client_id": {"c"}, "client_secret": {"s"}}
+	r := httptest.NewRequest(http.MethodPost, "/demo-idp/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("token response: %d %s", w.Code, w.Body)
+	}
+	for name, bearer := range map[string]string{"access token": tok.AccessToken, "code": code, "garbage": "x", "none": ""} {
+		r := httptest.NewRequest(http.MethodGet, "/demo-idp/userinfo", nil)
+		if bearer != "" {
+			r.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r)
+		var profile map[string]any
+		_ = json.Unmarshal(w.Body.Bytes(), &profile)
+		if name == "access token" {
+			if w.Code != http.StatusOK || profile["sub"] != Subject("ada@example.com") || profile["email"] != "ada@example.com" || profile["name"] != "Ada" {
+				t.Errorf("userinfo with the access token: %d %v", w.Code, profile)
+			}
+			continue
+		}
+		if w.Code != http.StatusUnauthorized || profile["sub"] != nil {
+			t.Errorf("userinfo with %s: %d %v, want 401 and no profile", name, w.Code, profile)
+		}
+	}
+}
+
+// TestEndSession: the end_session_endpoint sends the browser back only to
+// a registered post_logout_redirect_uri, with the state.
+func TestEndSession(t *testing.T) {
+	p, err := New(Config{Issuer: issuer, ClientID: "c", ClientSecret: "s", RedirectURIs: []string{redirect},
+		PostLogoutRedirectURIs: []string{"http://app.test/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query    string
+		status   int
+		location string
+	}{
+		{"client_id=c&post_logout_redirect_uri=http%3A%2F%2Fapp.test%2F&state=xyz", http.StatusFound, "http://app.test/?state=xyz"},
+		{"client_id=c&post_logout_redirect_uri=http%3A%2F%2Fevil.test%2F&state=xyz", http.StatusBadRequest, ""},
+		{"client_id=c&post_logout_redirect_uri=http%3A%2F%2Fapp.test&state=xyz", http.StatusBadRequest, ""}, // not byte for byte
+		{"client_id=other&post_logout_redirect_uri=http%3A%2F%2Fapp.test%2F", http.StatusBadRequest, ""},
+		{"client_id=c", http.StatusOK, ""},
+	} {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/demo-idp/logout?"+tc.query, nil))
+		if w.Code != tc.status || w.Header().Get("Location") != tc.location {
+			t.Errorf("logout?%s = %d %q, want %d %q", tc.query, w.Code, w.Header().Get("Location"), tc.status, tc.location)
+		}
 	}
 }

@@ -50,9 +50,15 @@ func (s *server) requireUser(anonymous func(c echo.Context) error) echo.Middlewa
 	}
 }
 
-// toSignIn sends a visitor to the sign-in, coming back to this page after.
-func toSignIn(c echo.Context) error {
-	return c.Redirect(http.StatusSeeOther, "/api/auth/google?returnTo="+url.QueryEscape(c.Request().URL.RequestURI()))
+// toSignIn sends a visitor to sign in, coming back to this page after:
+// straight to the provider when there is one, else to the home page's
+// buttons.
+func (s *server) toSignIn(c echo.Context) error {
+	back := url.QueryEscape(c.Request().URL.RequestURI())
+	if len(s.Providers) == 1 {
+		return c.Redirect(http.StatusSeeOther, "/api/auth/"+s.Providers[0].Name()+"?returnTo="+back)
+	}
+	return c.Redirect(http.StatusSeeOther, "/?returnTo="+back)
 }
 
 // notSignedIn is the API's answer to a visitor.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -46,16 +47,18 @@ func (s *server) currentUser(c echo.Context) (*sessions.Session, auth.Identity, 
 	return sess, u, ok && u.ID != "", nil
 }
 
-func (s *server) startLogin() echo.HandlerFunc {
+// startLogin is GET /api/auth/{provider}: a new flow in its own short
+// session, then off to the provider.
+func (s *server) startLogin(p auth.Provider) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		if err := s.clearAbandonedLogins(c); err != nil {
 			return err
 		}
-		flow, authURL, err := s.Provider.Start(r.Context(), c.QueryParam("returnTo"))
+		flow, authURL, err := p.Start(r.Context(), c.QueryParam("returnTo"))
 		if err != nil {
 			s.Metrics.Login("failed", "provider_unreachable")
-			return providerDown(err)
+			return providerDown(p, err)
 		}
 		sess, err := session.Get(s.flowCookieName(r, flow.State), c)
 		if err != nil {
@@ -66,7 +69,7 @@ func (s *server) startLogin() echo.HandlerFunc {
 			return err
 		}
 		s.Metrics.Login("started", "")
-		s.Logger.Info("Login started", "provider", s.Provider.Name(), "flow", httpsession.InfoOf(sess).Key)
+		s.Logger.Info("Login started", "provider", p.Name(), "flow", httpsession.InfoOf(sess).Key)
 		return c.Redirect(http.StatusFound, authURL)
 	}
 }
@@ -108,35 +111,51 @@ func (s *server) clearAbandonedLogins(c echo.Context) error {
 // Retry-After. Refusals are counted, not logged one by one (a flood would
 // drown the log).
 func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		for _, l := range []struct {
-			limiter ratelimit.Limiter
-			key     string
-			reason  string
-		}{{s.LoginLimit, limitKey(c.RealIP()), "rate_limited"}, {s.LoginCeiling, "", "instance_ceiling"}} {
-			if l.limiter == nil {
-				continue
+	return s.limit(s.LoginLimit, s.LoginCeiling, func(reason string) { s.Metrics.Login("refused", reason) },
+		&pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
+			detail: "Too many sign-ins were started from here. Please wait a moment and try again."})(next)
+}
+
+// limitLogouts does the same for p's back-channel logout requests.
+func (s *server) limitLogouts(p auth.Provider) echo.MiddlewareFunc {
+	return s.limit(s.LogoutLimit, s.LogoutCeiling, func(string) { s.Metrics.BackchannelLogout(p.Name(), "refused") },
+		&pageError{status: http.StatusTooManyRequests, title: "Too many logout requests",
+			detail: "Too many logout requests came from this address. Please retry later."})
+}
+
+// limit applies a per-client limit (by address, IPv6 by /64) and an
+// instance ceiling (key ""); either may be nil.
+func (s *server) limit(perClient, ceiling ratelimit.Limiter, refused func(reason string), tooMany *pageError) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			ctx := c.Request().Context()
+			for _, l := range []struct {
+				limiter ratelimit.Limiter
+				key     string
+				reason  string
+			}{{perClient, limitKey(c.RealIP()), "rate_limited"}, {ceiling, "", "instance_ceiling"}} {
+				if l.limiter == nil {
+					continue
+				}
+				ok, retry, err := l.limiter.Allow(ctx, l.key)
+				if err != nil {
+					return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
+				}
+				if !ok {
+					refused(l.reason)
+					s.Logger.Debug("Request refused by a rate limit", "path", c.Path(), "reason", l.reason, "ip", c.RealIP(), "retryAfter", retry)
+					c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+					return tooMany
+				}
 			}
-			ok, retry, err := l.limiter.Allow(ctx, l.key)
-			if err != nil {
-				return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
-			}
-			if !ok {
-				s.Metrics.Login("refused", l.reason)
-				s.Logger.Debug("Login start refused", "reason", l.reason, "ip", c.RealIP(), "retryAfter", retry)
-				c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-				return &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
-					detail: "Too many sign-ins were started from here. Please wait a moment and try again."}
-			}
+			return next(c)
 		}
-		return next(c)
 	}
 }
 
-func providerDown(err error) error {
+func providerDown(p auth.Provider, err error) error {
 	return &pageError{status: http.StatusBadGateway, title: "Sign-in provider unreachable",
-		detail: "The sign-in provider could not be reached. Please try again in a moment.", cause: err}
+		detail: p.Label() + " could not be reached. Please try again in a moment.", cause: err}
 }
 
 func badFlow(detail string) error {
@@ -144,7 +163,9 @@ func badFlow(detail string) error {
 		detail: detail + " Please start the sign-in again."}
 }
 
-func (s *server) finishLogin() echo.HandlerFunc {
+// finishLogin is GET /api/auth/{provider}/callback: the flow is used up,
+// the provider's answer checked, and a fresh login session made.
+func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		state := c.QueryParam("state")
@@ -168,13 +189,26 @@ func (s *server) finishLogin() echo.HandlerFunc {
 			s.Logger.Info("Login refused", "reason", "unknown or replayed state")
 			return badFlow("This sign-in link has expired, was already used, or was started in another browser.")
 		}
+		// Mix-up defence: the answer must come from the provider the flow
+		// was started with, on its route, and say so when it says who it
+		// is (RFC 9207's iss).
+		if flow.Provider != p.Name() {
+			s.Metrics.Login("failed", "wrong_provider")
+			s.Logger.Warn("Login refused", "reason", "callback on another provider's route", "started", flow.Provider, "callback", p.Name())
+			return badFlow("The sign-in answer came back for another provider than the one it was started with.")
+		}
+		if iss, sent := c.QueryParams()["iss"]; sent && (len(iss) != 1 || iss[0] != p.Issuer()) {
+			s.Metrics.Login("failed", "wrong_issuer")
+			s.Logger.Warn("Login refused", "reason", "authorization response from another issuer", "provider", p.Name(), "iss", clip(strings.Join(iss, ","), 200))
+			return badFlow("The sign-in answer came from another provider than the one it was started with.")
+		}
 
 		if e := clip(c.QueryParam("error"), 64); e != "" {
 			s.Metrics.Login("failed", "provider_error")
-			s.Logger.Info("Login refused", "reason", "provider error", "error", e)
+			s.Logger.Info("Login refused", "reason", "provider error", "provider", p.Name(), "error", e)
 			title, detail := "Sign-in cancelled", "You cancelled the sign-in, so you are not signed in."
 			if e != "access_denied" {
-				title, detail = "Sign-in failed", "The sign-in provider reported a problem ("+e+")."
+				title, detail = "Sign-in failed", p.Label()+" reported a problem ("+e+")."
 			}
 			return &pageError{status: http.StatusUnauthorized, title: title, detail: detail}
 		}
@@ -183,22 +217,28 @@ func (s *server) finishLogin() echo.HandlerFunc {
 			s.Metrics.Login("failed", "no_code")
 			return badFlow("The sign-in response had no authorization code.")
 		}
-		id, err := s.Provider.Finish(r.Context(), flow, code)
+		res, err := p.Finish(r.Context(), flow, code)
 		switch {
 		case errors.Is(err, auth.ErrProviderUnreachable):
 			s.Metrics.Login("failed", "provider_unreachable")
-			return providerDown(err)
+			return providerDown(p, err)
+		case errors.Is(err, auth.ErrNoVerifiedEmail):
+			s.Metrics.Login("failed", "no_verified_email")
+			s.Logger.Info("Login refused", "reason", "no verified email", "provider", p.Name())
+			return &pageError{status: http.StatusForbidden, title: "No verified email address",
+				detail: "Your " + p.Label() + " account has no verified primary email address, and this app needs one. Verify an address in your " + p.Label() + " settings, make it primary, then sign in again."}
 		case err != nil:
 			s.Metrics.Login("failed", "token_rejected")
-			s.Logger.Warn("Login refused", "reason", "token verification failed", "error", err)
+			s.Logger.Warn("Login refused", "reason", "token verification failed", "provider", p.Name(), "error", err)
 			return &pageError{status: http.StatusUnauthorized, title: "Sign-in failed",
-				detail: "The sign-in provider's answer could not be verified, so you are not signed in.", cause: err}
+				detail: "The answer from " + p.Label() + " could not be verified, so you are not signed in.", cause: err}
 		}
+		id := res.Identity
 		if !auth.EmailAllowed(id.Email, s.AllowedDomains) {
 			s.Metrics.Login("failed", "domain_not_allowed")
-			s.Logger.Info("Login refused", "reason", "email domain not allowed")
+			s.Logger.Info("Login refused", "reason", "email domain not allowed", "provider", p.Name(), "verifiedEmail", id.Email != "")
 			return &pageError{status: http.StatusForbidden, title: "Account not allowed",
-				detail: "This app only accepts accounts from: " + strings.Join(s.AllowedDomains, ", ") + "."}
+				detail: "This app only accepts accounts with a verified email address at: " + strings.Join(s.AllowedDomains, ", ") + "."}
 		}
 
 		sess, err := s.loginSession(c)
@@ -212,7 +252,16 @@ func (s *server) finishLogin() echo.HandlerFunc {
 		}
 		sess.Values[httpsession.KeyUser] = id
 		sess.Values[httpsession.KeyDevice] = auth.Device(r.UserAgent())
-		httpsession.SetOwner(sess, id.Owner())
+		if res.IDToken != "" {
+			sess.Values[httpsession.KeyIDToken] = res.IDToken
+		}
+		// Filed under the user (for "your sessions"), and under the
+		// provider's subject and session, which a back-channel logout names.
+		owners := []string{id.Owner(), auth.SubjectKey(p.Name(), res.Subject)}
+		if res.SessionID != "" {
+			owners = append(owners, auth.SessionKey(p.Name(), res.SessionID))
+		}
+		httpsession.SetOwners(sess, owners...)
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
@@ -249,33 +298,10 @@ func (s *server) me() echo.HandlerFunc {
 	}
 }
 
-func (s *server) logout() echo.HandlerFunc {
-	return func(c echo.Context) error {
-		r := c.Request()
-		sess, err := s.loginSession(c)
-		if err != nil {
-			return err
-		}
-		if !sess.IsNew || httpsession.InfoOf(sess).Lost {
-			key := httpsession.InfoOf(sess).Key
-			sess.Options.MaxAge = -1
-			if err := sess.Save(r, c.Response()); err != nil {
-				return err
-			}
-			if key != "" {
-				s.Logger.Info("User logged out", "session", key)
-			}
-		}
-		if strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationForm) {
-			return c.Redirect(http.StatusSeeOther, "/")
-		}
-		return c.JSON(http.StatusOK, okBody{OK: true})
-	}
-}
-
 func (s *server) home() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		data := homePage{page: page{Title: "Sign in"}, Store: s.StoreName, Demo: s.DevProvider != nil, Production: s.Production}
+		data := homePage{page: page{Title: "Sign in"}, Store: s.StoreName, Demo: s.DevProvider != nil, Production: s.Production,
+			SignIns: s.signInButtons(c.QueryParam("returnTo"))}
 		sess, user, ok, err := s.currentUser(c)
 		if err != nil {
 			if errors.Is(err, httpsession.ErrUnavailable) {
@@ -287,6 +313,10 @@ func (s *server) home() echo.HandlerFunc {
 		info := httpsession.InfoOf(sess)
 		if ok {
 			data.User, data.CreatedAt, data.ExpiresAt = &user, info.CreatedAt, info.ExpiresAt
+			data.ProviderLabel = user.Provider
+			if p := s.provider(user.Provider); p != nil {
+				data.ProviderLabel = p.Label()
+			}
 		} else if info.Lost {
 			data.Lost = true
 			// The browser kept a cookie for a session that is gone; clear it.
@@ -295,6 +325,20 @@ func (s *server) home() echo.HandlerFunc {
 		}
 		return s.render(c, http.StatusOK, "home.html", data)
 	}
+}
+
+// signInButtons lists a button per provider, each coming back to returnTo
+// (when it is a path on this site) after signing in.
+func (s *server) signInButtons(returnTo string) []signInButton {
+	query := ""
+	if back := auth.SafeReturnPath(returnTo); back != "/" {
+		query = "?returnTo=" + url.QueryEscape(back)
+	}
+	out := make([]signInButton, 0, len(s.Providers))
+	for _, p := range s.Providers {
+		out = append(out, signInButton{Provider: p.Name(), Label: p.Label(), Href: "/api/auth/" + p.Name() + query})
+	}
+	return out
 }
 
 // healthResponse is the JSON of /healthz and /readyz.

@@ -55,7 +55,7 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	callback := base + "/api/auth/google/callback"
+	callback := base + "/api/auth/demo/callback"
 	dev, err := devprovider.New(devprovider.Config{Issuer: base + "/demo-idp", ClientID: "demo", ClientSecret: "demo-secret", RedirectURIs: []string{callback}})
 	if err != nil {
 		tb.Fatal(err)
@@ -70,8 +70,8 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 	h := handlers.New(handlers.Deps{
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Backend: m.Store("memory", store), Cache: cache, StoreName: "memory",
 		Codec: codec, Metrics: m, Now: clock.Now,
-		Provider: auth.NewProvider(auth.ProviderConfig{Name: "demo", Issuer: base + "/demo-idp", ClientID: "demo",
-			ClientSecret: "demo-secret", RedirectURL: callback, HTTPClient: dev.Client()}),
+		Providers: []auth.Provider{auth.NewOIDC(auth.OIDCConfig{Name: "demo", Label: "the development provider", Issuer: base + "/demo-idp", ClientID: "demo",
+			ClientSecret: "demo-secret", RedirectURL: callback, HTTPClient: dev.Client()})},
 		DevProvider: dev, DevProviderPath: "/demo-idp",
 		BaseURL: baseURL, SessionTTL: time.Hour, TouchAfter: time.Minute,
 		Templates: tmpl, Static: static,
@@ -176,8 +176,8 @@ func TestAnonymousRoutes(t *testing.T) {
 		{"GET", "/api/auth/sessions", 401, "", true, "not signed in"},
 		{"DELETE", "/api/auth/sessions/abc", 401, "", true, "not signed in"},
 		{"GET", "/api/app/hello", 401, "", true, "not signed in"},
-		{"GET", "/app", 303, "/api/auth/google?returnTo=%2Fapp", false, ""},
-		{"GET", "/sessions", 303, "/api/auth/google?returnTo=%2Fsessions", false, ""},
+		{"GET", "/app", 303, "/api/auth/demo?returnTo=%2Fapp", false, ""},
+		{"GET", "/sessions", 303, "/api/auth/demo?returnTo=%2Fsessions", false, ""},
 		{"GET", "/no-such-page", 404, "", false, "There is no page here."},
 		{"GET", "/api/no-such-route", 404, "", true, ""},
 		{"POST", "/api/auth/logout", 200, "", false, `{"ok":true}`},
@@ -322,13 +322,21 @@ func TestSignedInRoutes(t *testing.T) {
 		t.Fatalf("/sessions = %d", p.status)
 	}
 
+	// The demo provider has an end_session_endpoint: the JSON answer says
+	// where to sign out there too (RP-initiated logout).
 	var ok struct {
-		OK bool `json:"ok"`
+		OK             bool   `json:"ok"`
+		ProviderLogout string `json:"providerLogout"`
 	}
 	r = do(t, c, "POST", "/api/auth/logout", "Sec-Fetch-Site", "same-origin")
 	strictJSON(t, r.body, &ok)
-	if r.status != 200 || !ok.OK {
+	end, err := url.Parse(ok.ProviderLogout)
+	if r.status != 200 || !ok.OK || err != nil || end.Host != "app.test" || end.Path != "/demo-idp/logout" {
 		t.Fatalf("logout = %d %s", r.status, r.body)
+	}
+	q := end.Query()
+	if q.Get("client_id") != "demo" || q.Get("post_logout_redirect_uri") != base+"/" || q.Get("state") == "" || strings.Count(q.Get("id_token_hint"), ".") != 2 {
+		t.Fatalf("end-session URL %s lacks client_id, post_logout_redirect_uri=BASE_URL/, state or the ID token", ok.ProviderLogout)
 	}
 	if r := do(t, c, "GET", "/api/auth/me"); r.status != 401 {
 		t.Fatalf("after logout /api/auth/me = %d, want 401", r.status)

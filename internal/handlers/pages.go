@@ -16,14 +16,23 @@ type page struct {
 
 type homePage struct {
 	page
-	Store      string
-	Demo       bool // the built-in demo login is offered
-	Production bool
-	StoreDown  bool           // the session store is not answering
-	User       *auth.Identity // nil: signed out
-	CreatedAt  time.Time
-	ExpiresAt  time.Time
-	Lost       bool // the browser's session is gone (expired, signed out, restart of a memory store)
+	Store         string
+	SignIns       []signInButton
+	Demo          bool // the built-in demo login is offered
+	Production    bool
+	StoreDown     bool           // the session store is not answering
+	User          *auth.Identity // nil: signed out
+	ProviderLabel string         // how the user signed in: "Google"
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	Lost          bool // the browser's session is gone (expired, signed out, restart of a memory store)
+}
+
+// signInButton is one provider's button on the home page.
+type signInButton struct {
+	Provider string // "google"
+	Label    string // "Google"
+	Href     string // its start route, with the page to come back to
 }
 
 type sessionsPage struct {

@@ -2,10 +2,13 @@ package handlers
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo-contrib/session"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"example.com/oauth-sessions/internal/auth"
 )
 
 // addRoutes is the whole HTTP surface of the app. (HEAD is answered
@@ -28,17 +31,33 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.GET("/metrics", echo.WrapHandler(s.Metrics.Handler()))
 	e.Group("/static", staticCache).StaticFS("/", s.Static)
 
-	// Signing in and out.
-	e.GET("/api/auth/google", s.startLogin(), s.limitStarts)
-	e.GET("/api/auth/google/callback", s.finishLogin())
-	e.POST("/api/auth/logout", s.logout())
+	// Signing in and out, per provider p (google, github, oidc, demo):
+	//   GET  /api/auth/{p}                      start, to the provider
+	//   GET  /api/auth/{p}/callback             its answer
+	//   POST /api/auth/{p}/backchannel-logout   its logout tokens (OpenID Connect)
+	for _, p := range s.Providers {
+		start, callback := "/api/auth/"+p.Name(), "/api/auth/"+p.Name()+"/callback"
+		e.GET(start, s.startLogin(p), s.limitStarts)
+		e.GET(callback, s.finishLogin(p))
+		s.pagePaths[start], s.pagePaths[callback] = true, true
+		if lp, ok := p.(auth.LogoutProvider); ok {
+			e.POST(strings.Replace(backchannelPattern, "{provider}", p.Name(), 1), s.backchannelLogout(lp), s.limitLogouts(p))
+		}
+	}
 	if s.DevProvider != nil {
 		e.Any(s.DevProviderPath+"/*", echo.WrapHandler(s.DevProvider))
+		if s.provider("google") == nil {
+			// The original guide's /api/auth/google works out of the box:
+			// without Google credentials it starts the demo login.
+			e.GET("/api/auth/google", s.startLogin(s.provider("demo")), s.limitStarts)
+			s.pagePaths["/api/auth/google"] = true
+		}
 	}
+	e.POST("/api/auth/logout", s.logout())
 
 	// Signed in only: pages send visitors to sign in (and back here after),
 	// the API answers them 401 {"error": "not signed in"}.
-	page, api := s.requireUser(toSignIn), s.requireUser(notSignedIn)
+	page, api := s.requireUser(s.toSignIn), s.requireUser(notSignedIn)
 	e.GET("/sessions", s.sessionsPage(), page)
 	e.GET("/api/auth/me", s.me(), api)
 	e.GET("/api/auth/sessions", s.listSessions(), api)

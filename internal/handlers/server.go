@@ -36,10 +36,12 @@ type Deps struct {
 	Cache     *httpsession.Cache // nil: every session check reads the store
 	StoreName string             // "sqlite", "redis", "mongo", "memory"
 	Codec     *httpsession.Codec
-	Provider  *auth.Provider
+	// Providers are the ways to sign in, in the order of their buttons;
+	// each has its routes below /api/auth/{Name}.
+	Providers []auth.Provider
 	Metrics   *metrics.Metrics
 	// DevProvider, when set, is the built-in demo provider, mounted below
-	// DevProviderPath.
+	// DevProviderPath (its relying-party side is the "demo" provider).
 	DevProvider     http.Handler
 	DevProviderPath string
 
@@ -63,6 +65,9 @@ type Deps struct {
 	// LoginCeiling the sign-ins this instance starts in all (key "").
 	// Nil: no limit (tests of other things).
 	LoginLimit, LoginCeiling ratelimit.Limiter
+	// LogoutLimit and LogoutCeiling do the same for back-channel logout
+	// requests, which anyone can send and which cost a signature check.
+	LogoutLimit, LogoutCeiling ratelimit.Limiter
 }
 
 // server holds the dependencies and the session layer built on them.
@@ -70,6 +75,9 @@ type server struct {
 	Deps
 	sessions *httpsession.Manager
 	cookies  cookies
+	// pagePaths are the /api/ routes a browser navigates to (a provider's
+	// start and callback): their errors are pages, not JSON.
+	pagePaths map[string]bool
 }
 
 // Cookie names of the two kinds of session (with "__Host-" in front when
@@ -81,7 +89,7 @@ const (
 
 // New returns the application's HTTP handler.
 func New(d Deps) http.Handler {
-	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}}
+	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}, pagePaths: map[string]bool{}}
 	s.sessions = httpsession.NewManager(d.Backend, d.Codec, httpsession.Options{
 		Kinds: []httpsession.Kind{
 			{Name: httpsession.KindLogin, Cookie: loginCookie, TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter, Cache: d.Cache},
@@ -229,19 +237,19 @@ func (s *server) handleError(err error, c echo.Context) {
 		_ = c.NoContent(status)
 		return
 	}
-	if wantsJSON(c) {
+	if s.wantsJSON(c) {
 		_ = c.JSON(status, errorBody{Error: detail})
 		return
 	}
 	_ = s.render(c, status, "error.html", errorPage{page: page{Title: title}, Status: status, Detail: detail, RequestID: requestID(c)})
 }
 
-func wantsJSON(c echo.Context) bool {
+func (s *server) wantsJSON(c echo.Context) bool {
 	if strings.Contains(c.Request().Header.Get("Accept"), "application/json") {
 		return true
 	}
 	p := c.Request().URL.Path
-	if strings.HasPrefix(p, "/api/auth/google") {
+	if s.pagePaths[p] {
 		return false // browser navigations: show a page
 	}
 	return strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz"
@@ -367,14 +375,35 @@ func (s *server) securityHeaders() echo.MiddlewareFunc {
 	if s.Production {
 		hsts = 63072000
 	}
-	return middleware.SecureWithConfig(middleware.SecureConfig{
+	secure := middleware.SecureWithConfig(middleware.SecureConfig{
 		ContentTypeNosniff: "nosniff",
 		XFrameOptions:      "DENY",
 		HSTSMaxAge:         hsts,
 		ReferrerPolicy:     "same-origin",
-		// No inline styles or scripts anywhere; forms post only here.
-		ContentSecurityPolicy: "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
 	})
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		next = secure(next)
+		return func(c echo.Context) error {
+			c.Response().Header().Set(echo.HeaderContentSecurityPolicy, s.contentSecurityPolicy())
+			return next(c)
+		}
+	}
+}
+
+// contentSecurityPolicy allows no inline styles or scripts anywhere, and
+// forms that post only here, or end up, through the sign-out's redirect,
+// at a provider's end_session_endpoint (browsers apply form-action to a
+// form's redirects too).
+func (s *server) contentSecurityPolicy() string {
+	formAction := "'self'"
+	for _, p := range s.Providers {
+		if lp, ok := p.(auth.LogoutProvider); ok {
+			for _, o := range lp.SignOutOrigins() {
+				formAction += " " + o
+			}
+		}
+	}
+	return "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action " + formAction
 }
 
 func (s *server) stopping() bool {
@@ -404,6 +433,9 @@ func (s *server) closeWhenDraining() echo.MiddlewareFunc {
 // the standard library's Fetch-metadata/Origin check.
 func (s *server) crossOriginProtection() echo.MiddlewareFunc {
 	cop := http.NewCrossOriginProtection()
+	// Providers post logout tokens server to server; the token's signature
+	// is the protection there, and the route reads no cookie.
+	cop.AddInsecureBypassPattern("POST " + backchannelPattern)
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"))
 		w.Header().Set("Content-Type", "application/json")

@@ -52,7 +52,7 @@ type cached struct {
 	rec        Record
 	values     []namedValue // rec.Values, ready to put in a session's map
 	loaded     []byte       // JSON of rec.Values, as Manager compares on save
-	owner      string
+	owners     []string
 	seenAt     time.Time
 	storeExp   time.Time // when the store drops it (idle timeout included)
 }
@@ -64,7 +64,7 @@ type namedValue struct {
 
 func newCached(token, key string, rec Record, entry sessionstore.Entry) *cached {
 	loaded, _ := json.Marshal(rec.Values)
-	e := &cached{token: token, key: key, rec: rec, loaded: loaded, owner: entry.Owner, seenAt: entry.SeenAt, storeExp: entry.ExpiresAt}
+	e := &cached{token: token, key: key, rec: rec, loaded: loaded, owners: entry.Owners, seenAt: entry.SeenAt, storeExp: entry.ExpiresAt}
 	for k, v := range rec.Values {
 		e.values = append(e.values, namedValue{name: k, value: &storedValue{raw: v}})
 	}

@@ -78,6 +78,7 @@ type Manager struct {
 	backend sessionstore.Store
 	codec   *Codec
 	opts    Options
+	used    sync.Mutex // serialises MarkUsed in this process
 }
 
 // NewManager returns the session layer over backend.
@@ -117,7 +118,7 @@ type state struct {
 	createdAt  time.Time
 	seenAt     time.Time
 	expiresAt  time.Time // absolute
-	owner      string
+	owners     []string
 	loaded     []byte // the values as loaded, to skip unchanged saves
 	hadCookie  bool   // a cookie came with the request ...
 	notFound   bool   // ... but named no live session
@@ -361,7 +362,7 @@ func (m *Manager) fill(s *sessions.Session, st *state, e *cached) {
 		s.Values[v.name] = v.value
 	}
 	st.token, st.key = e.token, e.key
-	st.createdAt, st.expiresAt, st.seenAt, st.owner = e.rec.CreatedAt, e.rec.ExpiresAt, e.seenAt, e.owner
+	st.createdAt, st.expiresAt, st.seenAt, st.owners = e.rec.CreatedAt, e.rec.ExpiresAt, e.seenAt, e.owners
 	st.loaded = e.loaded
 	s.ID = e.token
 	s.IsNew = false
@@ -432,10 +433,10 @@ func (m *Manager) Regenerate(ctx context.Context, s *sessions.Session) error {
 	return nil
 }
 
-// SetOwner files s under owner in the store's per-user index from its next
-// Save on.
-func SetOwner(s *sessions.Session, owner string) {
-	stateOf(s).owner = owner
+// SetOwners files s under these labels in the store's index from its next
+// Save on (its user, its subject at the provider, its provider session).
+func SetOwners(s *sessions.Session, owners ...string) {
+	stateOf(s).owners = owners
 }
 
 // Save writes s when it changed. A session with MaxAge < 0 is deleted from
@@ -493,7 +494,7 @@ func (m *Manager) Save(r *http.Request, w http.ResponseWriter, s *sessions.Sessi
 		return err
 	}
 	st.seenAt = now
-	entry := sessionstore.Entry{Key: key, Owner: st.owner, Data: m.codec.Seal(key, plain), SeenAt: now, ExpiresAt: storeExpiry(st.kind, st.expiresAt, now)}
+	entry := sessionstore.Entry{Key: key, Owners: st.owners, Data: m.codec.Seal(key, plain), SeenAt: now, ExpiresAt: storeExpiry(st.kind, st.expiresAt, now)}
 	if err := m.backend.Save(r.Context(), entry); err != nil {
 		return fmt.Errorf("%w: save session %s: %w", ErrUnavailable, ShortID(key), err)
 	}
@@ -607,6 +608,32 @@ func (m *Manager) Revoke(ctx context.Context, key string) error {
 		return fmt.Errorf("%w: revoke session: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// MarkUsed records in the store that the one-time token id (a logout
+// token's jti) has been used, until expiresAt, and reports whether this was
+// its first use. Within one process the check and the write are one step;
+// two instances given the same token in the same instant may both see it
+// as first, which only repeats an idempotent action (ending sessions).
+func (m *Manager) MarkUsed(ctx context.Context, id string, expiresAt time.Time) (bool, error) {
+	key := KeyFor("used:" + id)
+	m.used.Lock()
+	defer m.used.Unlock()
+	if _, found, err := m.backend.Find(ctx, key); err != nil {
+		return false, fmt.Errorf("%w: check used token: %w", ErrUnavailable, err)
+	} else if found {
+		return false, nil
+	}
+	now := m.opts.Now()
+	plain, err := encodeRecord(Record{Kind: KindUsed, CreatedAt: now, ExpiresAt: expiresAt, Values: map[string]json.RawMessage{}})
+	if err != nil {
+		return false, err
+	}
+	e := sessionstore.Entry{Key: key, Data: m.codec.Seal(key, plain), SeenAt: now, ExpiresAt: expiresAt}
+	if err := m.backend.Save(ctx, e); err != nil {
+		return false, fmt.Errorf("%w: record used token: %w", ErrUnavailable, err)
+	}
+	return true, nil
 }
 
 // KeyOf returns the store key of a loaded session ("" for a new one).

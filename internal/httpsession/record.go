@@ -11,6 +11,7 @@ import (
 const (
 	KindLogin = "login"      // a signed-in user
 	KindFlow  = "oauth-flow" // a login in progress, for 10 minutes
+	KindUsed  = "used-token" // a one-time token already used (MarkUsed)
 )
 
 // The values the app keeps in sessions, by key.
@@ -18,6 +19,9 @@ const (
 	KeyUser   = "user"   // login: the auth.Identity that signed in
 	KeyDevice = "device" // login: the browser, as "Chrome on Linux"
 	KeyFlow   = "flow"   // oauth-flow: the auth.Flow to finish
+	// KeyIDToken: login: the provider's ID token, for id_token_hint when
+	// signing out at the provider (sealed with the rest of the record).
+	KeyIDToken = "idToken"
 )
 
 // recordVersion is the version of the JSON record layout below. A record of

@@ -25,6 +25,7 @@ type Metrics struct {
 	storeDur *prometheus.HistogramVec
 	storeErr *prometheus.CounterVec
 	logins   *prometheus.CounterVec
+	logouts  *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	refused  prometheus.Counter
 	// lastRefused is when the store last refused a write (Unix ns, 0: never).
@@ -48,6 +49,10 @@ func New() *Metrics {
 			Name: "auth_logins_total",
 			Help: "Logins by stage (started, succeeded, failed) and, for failures, reason.",
 		}, []string{"stage", "reason"}),
+		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auth_backchannel_logouts_total",
+			Help: "Back-channel logout requests by provider and result (ended, invalid, replayed, refused).",
+		}, []string{"provider", "result"}),
 	}
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "session_cookies_rejected_total",
@@ -57,7 +62,7 @@ func New() *Metrics {
 		Name: "session_store_writes_refused_total",
 		Help: "Requests turned away because the session store refused a write for lack of room (Redis maxmemory, a full disk).",
 	})
-	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.rejected, m.refused,
+	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.logouts, m.rejected, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -70,6 +75,11 @@ func (m *Metrics) Handler() http.Handler {
 // Login counts a login event; reason is empty except for failures.
 func (m *Metrics) Login(stage, reason string) {
 	m.logins.WithLabelValues(stage, reason).Inc()
+}
+
+// BackchannelLogout counts a back-channel logout request and its result.
+func (m *Metrics) BackchannelLogout(provider, result string) {
+	m.logouts.WithLabelValues(provider, result).Inc()
 }
 
 // WriteRefused counts a request turned away because the store refused a

@@ -25,17 +25,19 @@ import (
 )
 
 // Store is a key/value backend for session records, with an index of the
-// records by owner (the user they belong to).
+// records by owner.
 //
 // Keys are opaque strings (the app stores a hash of the cookie's token, never
 // the token itself). Data is opaque bytes (the app stores sealed records).
-// Owner is an opaque label (the app stores a hash of the user's identity) or
-// empty for records that belong to no one yet (a login in progress).
+// Owners are opaque labels the record is filed under (the app files a login
+// under hashes of its user, of its subject at the provider and of its
+// provider session), or none for records that belong to no one (a login in
+// progress).
 //
 // The contract, checked by storetest.Run against every backend:
 //   - Find on a missing or expired key returns found == false and err == nil;
 //     err is for system failures only (store unreachable, context done).
-//   - Save replaces any existing record, its owner and its expiry. A record
+//   - Save replaces any existing record, its owners and its expiry. A record
 //     whose expiry has passed is never returned, even if the backend has not
 //     yet evicted it.
 //   - Touch records that the session was seen at seenAt and moves its expiry,
@@ -48,8 +50,8 @@ import (
 //     (a login in progress) is used exactly once.
 //   - All yields every live record once, in no particular order, and stops at
 //     the first error, which it yields.
-//   - ByOwner returns the live records of one owner without scanning the
-//     others.
+//   - ByOwner returns the live records filed under one owner label without
+//     scanning the others.
 //
 // All methods must be safe for concurrent use.
 type Store interface {
@@ -64,9 +66,9 @@ type Store interface {
 
 // Entry is one record.
 type Entry struct {
-	Key   string
-	Owner string
-	Data  []byte
+	Key    string
+	Owners []string // at most a few, each at most 255 bytes
+	Data   []byte
 	// SeenAt is when the session was last used (as of the last Save or
 	// Touch); ExpiresAt is when the store forgets it.
 	SeenAt    time.Time

@@ -100,18 +100,21 @@ func (s *Store) remove(key string) {
 		return
 	}
 	delete(s.items, key)
-	if set := s.byOwner[e.Owner]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(s.byOwner, e.Owner)
+	for _, o := range e.Owners {
+		if set := s.byOwner[o]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(s.byOwner, o)
+			}
 		}
 	}
 }
 
-// copyOf returns e with its own copy of the data, so callers and the store
-// never share a slice.
+// copyOf returns e with its own copies of the data and the owners, so
+// callers and the store never share a slice.
 func copyOf(e sessionstore.Entry) sessionstore.Entry {
 	e.Data = append([]byte(nil), e.Data...)
+	e.Owners = append([]string(nil), e.Owners...)
 	return e
 }
 
@@ -139,11 +142,11 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	defer s.mu.Unlock()
 	s.remove(e.Key)
 	s.items[e.Key] = copyOf(e)
-	if e.Owner != "" {
-		if s.byOwner[e.Owner] == nil {
-			s.byOwner[e.Owner] = map[string]struct{}{}
+	for _, o := range e.Owners {
+		if s.byOwner[o] == nil {
+			s.byOwner[o] = map[string]struct{}{}
 		}
-		s.byOwner[e.Owner][e.Key] = struct{}{}
+		s.byOwner[o][e.Key] = struct{}{}
 	}
 	return nil
 }

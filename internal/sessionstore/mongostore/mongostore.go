@@ -95,8 +95,9 @@ type Options struct {
 }
 
 // Store is a MongoDB sessionstore.Backend. A document is
-// {_id: key, owner: <string>, data: <binary>, seenAt: <date>, expiresAt: <date>},
-// with an index on owner.
+// {_id: key, owners: [<string>...], data: <binary>, seenAt: <date>, expiresAt: <date>},
+// with a (multikey) index on owners. Documents of earlier versions have one
+// "owner" instead, which is read as well.
 type Store struct {
 	client *mongo.Client
 	coll   *mongo.Collection
@@ -112,14 +113,23 @@ type Store struct {
 
 type doc struct {
 	ID        string    `bson:"_id"`
-	Owner     string    `bson:"owner,omitempty"`
+	Owners    []string  `bson:"owners,omitempty"`
+	Owner     string    `bson:"owner,omitempty"` // earlier versions: read, never written
 	Data      []byte    `bson:"data"`
 	SeenAt    time.Time `bson:"seenAt"`
 	ExpiresAt time.Time `bson:"expiresAt"`
 }
 
 func (d doc) entry() sessionstore.Entry {
-	return sessionstore.Entry{Key: d.ID, Owner: d.Owner, Data: d.Data, SeenAt: d.SeenAt, ExpiresAt: d.ExpiresAt}
+	owners := d.Owners
+	if d.Owner != "" {
+		owners = append(owners, d.Owner)
+	}
+	return sessionstore.Entry{Key: d.ID, Owners: owners, Data: d.Data, SeenAt: d.SeenAt, ExpiresAt: d.ExpiresAt}
+}
+
+func docOf(e sessionstore.Entry) doc {
+	return doc{ID: e.Key, Owners: e.Owners, Data: e.Data, SeenAt: e.SeenAt.Truncate(time.Millisecond), ExpiresAt: e.ExpiresAt.Truncate(time.Millisecond)}
 }
 
 // New returns a store and starts, in the background, the set-up of expiry
@@ -181,16 +191,18 @@ const errNotImplemented = 238
 // settleMode creates the owner index and, when asked to, the TTL index, and
 // decides the auto-remove mode.
 func (s *Store) settleMode(ctx context.Context) (string, error) {
-	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys: bson.D{{Key: "owner", Value: 1}}, Options: options.Index().SetName("owner"),
-	})
-	if err != nil {
-		return "", fmt.Errorf("create owner index: %w", err)
+	// One at a time: FerretDB answers a createIndexes of several indexes
+	// that already exist with IndexNotFound; one existing index is fine.
+	for _, field := range []string{"owners", "owner"} { // "owner": earlier documents
+		_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: field, Value: 1}}, Options: options.Index().SetName(field)})
+		if err != nil {
+			return "", fmt.Errorf("create %s index: %w", field, err)
+		}
 	}
 	if s.opts.AutoRemove != AutoRemoveNative {
 		return s.opts.AutoRemove, nil
 	}
-	_, err = s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
 		Keys:    bson.D{{Key: "expiresAt", Value: 1}},
 		Options: options.Index().SetExpireAfterSeconds(0).SetName("expiresAt_ttl"),
 	})
@@ -296,7 +308,7 @@ func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool,
 
 // Save implements sessionstore.Store.
 func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
-	d := doc{ID: e.Key, Owner: e.Owner, Data: e.Data, SeenAt: e.SeenAt.Truncate(time.Millisecond), ExpiresAt: e.ExpiresAt.Truncate(time.Millisecond)}
+	d := docOf(e)
 	var err error
 	// Two upserts of one new _id can race, and the loser gets a duplicate
 	// key error (MongoDB documents this); by the retry the document
@@ -372,7 +384,7 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 
 // ByOwner implements sessionstore.Store through the owner index.
 func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry, error) {
-	cur, err := s.coll.Find(ctx, bson.D{{Key: "owner", Value: owner}})
+	cur, err := s.coll.Find(ctx, bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "owners", Value: owner}}, bson.D{{Key: "owner", Value: owner}}}}})
 	if err != nil {
 		return nil, fmt.Errorf("mongo find by owner: %w", err)
 	}
@@ -484,7 +496,7 @@ func (s *Store) SaveMany(ctx context.Context, entries []sessionstore.Entry) erro
 		docs := make([]any, n)
 		for i, e := range chunk {
 			ids[i] = e.Key
-			docs[i] = doc{ID: e.Key, Owner: e.Owner, Data: e.Data, SeenAt: e.SeenAt.Truncate(time.Millisecond), ExpiresAt: e.ExpiresAt.Truncate(time.Millisecond)}
+			docs[i] = docOf(e)
 		}
 		if _, err := s.coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
 			return fmt.Errorf("mongo save many: %w", err)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,11 +128,11 @@ type Options struct {
 }
 
 // Store is a Redis sessionstore.Backend. Each record is one string key whose
-// value is a small header (expiry and last-seen as Unix ms, the owner) and
-// then the data, and whose native TTL is the same expiry: Redis evicts it,
-// and a read checks it too. Each owner has a set of its session keys; the
-// set is a hint (a cluster cannot update two slots atomically), so ByOwner
-// checks every member and prunes the dead ones.
+// value is a small header (expiry and last-seen as Unix ms, the owners one
+// per line) and then the data, and whose native TTL is the same expiry:
+// Redis evicts it, and a read checks it too. Each owner has a set of its
+// session keys; the set is a hint (a cluster cannot update two slots
+// atomically), so ByOwner checks every member and prunes the dead ones.
 type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
@@ -192,13 +193,21 @@ func (t *Tracked) Close() error {
 const header = 18 // expiry (8), seen (8), owner length (2)
 
 func encode(e sessionstore.Entry) []byte {
-	out := make([]byte, header+len(e.Owner)+len(e.Data))
+	owners := strings.Join(e.Owners, "\n")
+	out := make([]byte, header+len(owners)+len(e.Data))
 	binary.BigEndian.PutUint64(out, uint64(e.ExpiresAt.UnixMilli()))
 	binary.BigEndian.PutUint64(out[8:], uint64(e.SeenAt.UnixMilli()))
-	binary.BigEndian.PutUint16(out[16:], uint16(len(e.Owner)))
-	copy(out[header:], e.Owner)
-	copy(out[header+len(e.Owner):], e.Data)
+	binary.BigEndian.PutUint16(out[16:], uint16(len(owners)))
+	copy(out[header:], owners)
+	copy(out[header+len(owners):], e.Data)
 	return out
+}
+
+func splitOwners(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }
 
 func decode(key string, v []byte, now time.Time) (sessionstore.Entry, bool) {
@@ -213,7 +222,7 @@ func decode(key string, v []byte, now time.Time) (sessionstore.Entry, bool) {
 		Key:       key,
 		ExpiresAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v))),
 		SeenAt:    time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:]))),
-		Owner:     string(v[header : header+n]),
+		Owners:    splitOwners(string(v[header : header+n])),
 		Data:      v[header+n:],
 	}
 	return e, now.Before(e.ExpiresAt)
@@ -311,8 +320,8 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	if err != nil {
 		return fmt.Errorf("redis set: %w", full(err))
 	}
-	if e.Owner != "" {
-		if err := addOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(e.Owner)}, e.Key, ttl.Milliseconds()+1000).Err(); err != nil {
+	for _, o := range e.Owners { // one call each: in a cluster the sets live in other slots
+		if err := addOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(o)}, e.Key, ttl.Milliseconds()+1000).Err(); err != nil {
 			return fmt.Errorf("redis index owner: %w", full(err))
 		}
 	}
@@ -352,11 +361,11 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 	if err != nil {
 		return fmt.Errorf("redis touch: %w", full(err))
 	}
-	if owner != "" {
-		// With an idle timeout a session outlives the expiry it was saved
-		// with; its owner's set must too.
-		ms := expiresAt.Sub(s.now()).Milliseconds() + 1000
-		if err := extendOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(owner)}, ms).Err(); err != nil {
+	// With an idle timeout a session outlives the expiry it was saved
+	// with; its owners' sets must too.
+	ms := expiresAt.Sub(s.now()).Milliseconds() + 1000
+	for _, o := range splitOwners(owner) {
+		if err := extendOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(o)}, ms).Err(); err != nil {
 			return fmt.Errorf("redis touch owner index: %w", err)
 		}
 	}
@@ -413,7 +422,7 @@ func (s *Store) ByOwner(ctx context.Context, owner string) ([]sessionstore.Entry
 	}
 	live := found[:0]
 	for _, e := range found {
-		if e.Owner == owner {
+		if slices.Contains(e.Owners, owner) {
 			live = append(live, e)
 		} else { // saved since under another owner
 			gone = append(gone, s.prefix+e.Key)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -107,6 +109,7 @@ type Store struct {
 
 type queries struct {
 	find, save, touch, del, take, page, owner, cleanup string
+	ownersOf, delOwners, addOwner, delOwnersIn         string
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -149,15 +152,22 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	reader.SetConnMaxIdleTime(0)
 	t := opts.Table
 	s.reader, s.writer = reader, writer
+	// A record's owners are rows of a table of their own, indexed both
+	// ways: by owner for ByOwner, by key to replace and delete them.
+	owners := `(SELECT group_concat(owner, char(10)) FROM ` + t + `_owners o WHERE o.key = ` + t + `.key)`
 	s.q = queries{
-		find:    `SELECT owner, data, seen_at, expires_at FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
-		save:    `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
-		touch:   `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
-		del:     `DELETE FROM ` + t + ` WHERE key = ?`,
-		take:    `DELETE FROM ` + t + ` WHERE key = ? RETURNING owner, data, seen_at, expires_at`,
-		page:    `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
-		owner:   `SELECT key, owner, data, seen_at, expires_at FROM ` + t + ` WHERE owner = ? AND expires_at > ?`,
-		cleanup: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`,
+		find:        `SELECT data, seen_at, expires_at, ` + owners + ` FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
+		save:        `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, '', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+		touch:       `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
+		del:         `DELETE FROM ` + t + ` WHERE key = ?`,
+		take:        `DELETE FROM ` + t + ` WHERE key = ? RETURNING data, seen_at, expires_at`,
+		page:        `SELECT key, data, seen_at, expires_at, ` + owners + ` FROM ` + t + ` WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?`,
+		owner:       `SELECT ` + t + `.key, data, seen_at, expires_at, ` + owners + ` FROM ` + t + `_owners x JOIN ` + t + ` ON ` + t + `.key = x.key WHERE x.owner = ? AND expires_at > ?`,
+		cleanup:     `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + ` WHERE expires_at <= ? LIMIT ?) RETURNING key`,
+		ownersOf:    `SELECT group_concat(owner, char(10)) FROM ` + t + `_owners WHERE key = ?`,
+		delOwners:   `DELETE FROM ` + t + `_owners WHERE key = ?`,
+		addOwner:    `INSERT OR IGNORE INTO ` + t + `_owners (owner, key) VALUES (?, ?)`,
+		delOwnersIn: `DELETE FROM ` + t + `_owners WHERE key IN (SELECT value FROM json_each(?))`,
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.closeDBs()
@@ -197,14 +207,19 @@ func (s *Store) migrate(ctx context.Context) error {
 			}
 		}
 	}
-	for _, idx := range []string{
+	for _, stmt := range []string{
 		`CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at)`,
-		// A full index: SQLite cannot use a partial one for "owner = ?".
+		`CREATE TABLE IF NOT EXISTS ` + t + `_owners (owner TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID`,
+		`CREATE INDEX IF NOT EXISTS ` + t + `_owners_key ON ` + t + `_owners (key)`,
+		// Tables of earlier versions kept one owner in a column: move it
+		// (once: the column is emptied) and drop its index.
+		`INSERT OR IGNORE INTO ` + t + `_owners (owner, key) SELECT owner, key FROM ` + t + ` WHERE owner != ''`,
+		`UPDATE ` + t + ` SET owner = '' WHERE owner != ''`,
 		`DROP INDEX IF EXISTS ` + t + `_owner`,
-		`CREATE INDEX IF NOT EXISTS ` + t + `_owner_idx ON ` + t + ` (owner)`,
+		`DROP INDEX IF EXISTS ` + t + `_owner_idx`,
 	} {
-		if _, err := s.writer.ExecContext(ctx, idx); err != nil {
-			return fmt.Errorf("index sqlite table %q: %w", t, err)
+		if _, err := s.writer.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("migrate sqlite table %q: %w", t, err)
 		}
 	}
 	return nil
@@ -230,21 +245,57 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	e := sessionstore.Entry{Key: key}
 	var seen, exp int64
-	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(s.opts.Now())).Scan(&e.Owner, &e.Data, &seen, &exp)
+	var owners sql.NullString
+	err := s.reader.QueryRowContext(ctx, s.q.find, key, ms(s.opts.Now())).Scan(&e.Data, &seen, &exp, &owners)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sessionstore.Entry{}, false, nil
 	}
 	if err != nil {
 		return sessionstore.Entry{}, false, fmt.Errorf("sqlite find: %w", err)
 	}
-	e.SeenAt, e.ExpiresAt = time.UnixMilli(seen), time.UnixMilli(exp)
+	e.SeenAt, e.ExpiresAt, e.Owners = time.UnixMilli(seen), time.UnixMilli(exp), splitOwners(owners)
 	return e, true, nil
+}
+
+// splitOwners reads the owners group_concat joined with newlines.
+func splitOwners(s sql.NullString) []string {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	return strings.Split(s.String, "\n")
+}
+
+// inTx runs fn in a transaction on the writer connection.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // Save implements sessionstore.Store.
 func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	defer s.followers.Invalidate(e.Key)
-	if _, err := s.writer.ExecContext(ctx, s.q.save, e.Key, e.Owner, e.Data, ms(e.SeenAt), ms(e.ExpiresAt)); err != nil {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q.save, e.Key, e.Data, ms(e.SeenAt), ms(e.ExpiresAt)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q.delOwners, e.Key); err != nil {
+			return err
+		}
+		for _, o := range e.Owners {
+			if _, err := tx.ExecContext(ctx, s.q.addOwner, o, e.Key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite save: %w", s.full(err))
 	}
 	return nil
@@ -262,24 +313,48 @@ func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Ti
 // Delete implements sessionstore.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	defer s.followers.Invalidate(key)
-	if _, err := s.writer.ExecContext(ctx, s.q.del, key); err != nil {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q.del, key); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q.delOwners, key)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite delete: %w", err)
 	}
 	return nil
 }
 
-// Take implements sessionstore.Store with one DELETE … RETURNING: the
-// single writer connection makes it atomic.
+// Take implements sessionstore.Store with DELETE … RETURNING in a
+// transaction on the single writer connection: atomic.
 func (s *Store) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	defer s.followers.Invalidate(key)
 	e := sessionstore.Entry{Key: key}
 	var seen, exp int64
-	err := s.writer.QueryRowContext(ctx, s.q.take, key).Scan(&e.Owner, &e.Data, &seen, &exp)
-	if errors.Is(err, sql.ErrNoRows) {
-		return sessionstore.Entry{}, false, nil
-	}
+	found := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var owners sql.NullString
+		if err := tx.QueryRowContext(ctx, s.q.ownersOf, key).Scan(&owners); err != nil {
+			return err
+		}
+		e.Owners = splitOwners(owners)
+		err := tx.QueryRowContext(ctx, s.q.take, key).Scan(&e.Data, &seen, &exp)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		_, err = tx.ExecContext(ctx, s.q.delOwners, key)
+		return err
+	})
 	if err != nil {
 		return sessionstore.Entry{}, false, fmt.Errorf("sqlite take: %w", s.full(err))
+	}
+	if !found {
+		return sessionstore.Entry{}, false, nil
 	}
 	e.SeenAt, e.ExpiresAt = time.UnixMilli(seen), time.UnixMilli(exp)
 	if !s.opts.Now().Before(e.ExpiresAt) {
@@ -345,10 +420,11 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]sessionstor
 	for rows.Next() {
 		var e sessionstore.Entry
 		var seen, exp int64
-		if err := rows.Scan(&e.Key, &e.Owner, &e.Data, &seen, &exp); err != nil {
+		var owners sql.NullString
+		if err := rows.Scan(&e.Key, &e.Data, &seen, &exp, &owners); err != nil {
 			return nil, fmt.Errorf("sqlite list: %w", err)
 		}
-		e.SeenAt, e.ExpiresAt = time.UnixMilli(seen), time.UnixMilli(exp)
+		e.SeenAt, e.ExpiresAt, e.Owners = time.UnixMilli(seen), time.UnixMilli(exp), splitOwners(owners)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -456,11 +532,36 @@ func (c countingConnector) Driver() driver.Driver { return c.driver }
 func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		res, err := s.writer.ExecContext(ctx, s.q.cleanup, ms(s.opts.Now()), s.opts.CleanupBatch)
+		var n int64
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, s.q.cleanup, ms(s.opts.Now()), s.opts.CleanupBatch)
+			if err != nil {
+				return err
+			}
+			var keys []string
+			for rows.Next() {
+				var k string
+				if err := rows.Scan(&k); err != nil {
+					rows.Close()
+					return err
+				}
+				keys = append(keys, k)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			n = int64(len(keys))
+			if n == 0 {
+				return nil
+			}
+			list, _ := json.Marshal(keys)
+			_, err = tx.ExecContext(ctx, s.q.delOwnersIn, string(list))
+			return err
+		})
 		if err != nil {
 			return total, fmt.Errorf("sqlite cleanup: %w", err)
 		}
-		n, _ := res.RowsAffected()
 		total += n
 		if n < int64(s.opts.CleanupBatch) {
 			return total, nil

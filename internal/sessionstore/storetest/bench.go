@@ -21,7 +21,7 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 	exp := time.Now().Add(time.Hour)
 	const keys = 1000
 	for i := range keys {
-		if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("bench-", i), Owner: "o", Data: data, SeenAt: time.Now(), ExpiresAt: exp}); err != nil {
+		if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("bench-", i), Owners: []string{"o"}, Data: data, SeenAt: time.Now(), ExpiresAt: exp}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -39,7 +39,7 @@ func Bench(b *testing.B, s sessionstore.Backend) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("bench-", i%keys), Owner: "o", Data: data, SeenAt: time.Now(), ExpiresAt: exp}); err != nil {
+			if err := s.Save(ctx, sessionstore.Entry{Key: fmt.Sprint("bench-", i%keys), Owners: []string{"o"}, Data: data, SeenAt: time.Now(), ExpiresAt: exp}); err != nil {
 				b.Fatal(err)
 			}
 			i++

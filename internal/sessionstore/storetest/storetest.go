@@ -260,9 +260,9 @@ func testDelete(t *testing.T, h Harness) {
 func testTake(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	s := e.s
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "k", Owner: "o", Data: []byte("v"), SeenAt: e.now(), ExpiresAt: e.now().Add(time.Hour)})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "k", Owners: []string{"o"}, Data: []byte("v"), SeenAt: e.now(), ExpiresAt: e.now().Add(time.Hour)})
 	got, found, err := s.Take(ctx(t), "k")
-	if err != nil || !found || string(got.Data) != "v" || got.Owner != "o" || got.Key != "k" {
+	if err != nil || !found || string(got.Data) != "v" || !slices.Equal(got.Owners, []string{"o"}) || got.Key != "k" {
 		t.Fatalf("Take = %+v, %v, %v; want the record", got, found, err)
 	}
 	sameSecond(t, got.ExpiresAt, e.now().Add(time.Hour))
@@ -407,7 +407,7 @@ func testConcurrent(t *testing.T, h Harness) {
 			defer wg.Done()
 			c := ctx(t)
 			exp := e.now().Add(time.Hour)
-			if err := s.Save(c, sessionstore.Entry{Key: fmt.Sprintf("w-%d", i), Owner: "many", Data: []byte(fmt.Sprint(i)), ExpiresAt: exp}); err != nil {
+			if err := s.Save(c, sessionstore.Entry{Key: fmt.Sprintf("w-%d", i), Owners: []string{"many"}, Data: []byte(fmt.Sprint(i)), ExpiresAt: exp}); err != nil {
 				errs <- err
 			}
 			if err := s.Save(c, sessionstore.Entry{Key: "shared", Data: []byte(fmt.Sprint(i)), ExpiresAt: exp}); err != nil {
@@ -487,17 +487,17 @@ func testByOwner(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	s := e.s
 	hour := e.now().Add(time.Hour)
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "a1", Owner: "alice", Data: []byte("1"), ExpiresAt: hour})
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "a2", Owner: "alice", Data: []byte("2"), ExpiresAt: hour})
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owner: "bob", Data: []byte("3"), ExpiresAt: hour})
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "a-old", Owner: "alice", Data: []byte("4"), ExpiresAt: e.now().Add(-time.Second)})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a1", Owners: []string{"alice"}, Data: []byte("1"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a2", Owners: []string{"alice"}, Data: []byte("2"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owners: []string{"bob"}, Data: []byte("3"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "a-old", Owners: []string{"alice"}, Data: []byte("4"), ExpiresAt: e.now().Add(-time.Second)})
 	mustSaveEntry(t, s, sessionstore.Entry{Key: "anon", Data: []byte("5"), ExpiresAt: hour})
 
 	if got := owned(t, s, "alice"); got != "a1,a2" {
 		t.Fatalf("ByOwner(alice) = %s, want a1,a2", got)
 	}
 	a1, found, err := s.Find(ctx(t), "a1")
-	if err != nil || !found || a1.Owner != "alice" {
+	if err != nil || !found || !slices.Equal(a1.Owners, []string{"alice"}) {
 		t.Fatalf("Find(a1) = %+v, %v, %v; want owner alice", a1, found, err)
 	}
 	if err := s.Delete(ctx(t), "a2"); err != nil {
@@ -513,14 +513,47 @@ func testByOwner(t *testing.T, h Harness) {
 		t.Fatalf("ByOwner(bob) = %s, want b1", got)
 	}
 	// Save replaces the owner too.
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owner: "carol", Data: []byte("3"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "b1", Owners: []string{"carol"}, Data: []byte("3"), ExpiresAt: hour})
 	if got := owned(t, s, "bob") + "|" + owned(t, s, "carol"); got != "|b1" {
 		t.Fatalf("after moving b1 to carol: bob|carol = %s, want |b1", got)
+	}
+	// Several owners: a login filed under its user, its subject and its
+	// session at the provider is found under each, and leaves every index
+	// when saved with fewer owners, deleted or taken.
+	many := []string{"user:ada", "sub:google|1", "sid:google|s1"}
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "m1", Owners: many, Data: []byte("m"), ExpiresAt: hour})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "m2", Owners: many[:2], Data: []byte("m"), ExpiresAt: hour})
+	for _, o := range many {
+		want := "m1,m2"
+		if o == many[2] {
+			want = "m1"
+		}
+		if got := owned(t, s, o); got != want {
+			t.Fatalf("ByOwner(%s) = %q, want %s", o, got, want)
+		}
+	}
+	if m1, _, err := s.Find(ctx(t), "m1"); err != nil || !sameSet(m1.Owners, many) {
+		t.Fatalf("Find(m1).Owners = %q, %v; want %q", m1.Owners, err, many)
+	}
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "m1", Owners: many[:1], Data: []byte("m"), ExpiresAt: hour})
+	if got := owned(t, s, many[1]) + "|" + owned(t, s, many[2]); got != "m2|" {
+		t.Fatalf("after saving m1 with one owner: %s, want m2|", got)
+	}
+	if err := s.Delete(ctx(t), "m2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Take(ctx(t), "m1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range many {
+		if got := owned(t, s, o); got != "" {
+			t.Fatalf("ByOwner(%s) after delete and take = %q, want none", o, got)
+		}
 	}
 	// A session kept alive by touches stays in its owner's index past the
 	// expiry it was saved with (idle timeouts save short expiries).
 	// (ServerExpiry checks the same against a server's own expiry.)
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "t1", Owner: "tina", Data: []byte("t"), ExpiresAt: e.now().Add(1200 * time.Millisecond)})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "t1", Owners: []string{"tina"}, Data: []byte("t"), ExpiresAt: e.now().Add(1200 * time.Millisecond)})
 	if err := s.Touch(ctx(t), "t1", e.now(), hour); err != nil {
 		t.Fatal(err)
 	}
@@ -531,6 +564,14 @@ func testByOwner(t *testing.T, h Harness) {
 }
 
 // testSaveMany checks the optional batch write: Save's semantics per entry.
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
 func testSaveMany(t *testing.T, h Harness) {
 	if !require(t, h, BatchSave) {
 		return
@@ -542,7 +583,7 @@ func testSaveMany(t *testing.T, h Harness) {
 	mustSave(t, s, "x", []byte("old"), hour)
 	var batch []sessionstore.Entry
 	for i := range 1200 { // more than one internal batch
-		batch = append(batch, sessionstore.Entry{Key: fmt.Sprint("m", i), Owner: "bulk", Data: []byte(fmt.Sprint(i)), ExpiresAt: hour})
+		batch = append(batch, sessionstore.Entry{Key: fmt.Sprint("m", i), Owners: []string{"bulk"}, Data: []byte(fmt.Sprint(i)), ExpiresAt: hour})
 	}
 	batch = append(batch, sessionstore.Entry{Key: "x", Data: []byte("new"), ExpiresAt: hour})
 	for range 2 { // twice: idempotent
@@ -637,7 +678,7 @@ func testDeleteExpired(t *testing.T, h Harness) {
 	e := newEnv(t, h)
 	sw, _ := sessionstore.As[sessionstore.ExpirySweeper](e.s)
 	for i := range 5 {
-		mustSaveEntry(t, e.s, sessionstore.Entry{Key: fmt.Sprint("old-", i), Owner: "o", Data: []byte("v"), ExpiresAt: e.now().Add(time.Minute)})
+		mustSaveEntry(t, e.s, sessionstore.Entry{Key: fmt.Sprint("old-", i), Owners: []string{"o"}, Data: []byte("v"), ExpiresAt: e.now().Add(time.Minute)})
 	}
 	mustSave(t, e.s, "kept", []byte("v"), e.now().Add(time.Hour))
 	e.clock.Advance(2 * time.Minute)
@@ -721,8 +762,8 @@ func testServerExpiry(t *testing.T, h Harness) {
 	}
 	s := h.New(t, time.Now)
 	soon := time.Now().Add(500 * time.Millisecond)
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "short", Owner: "sam", Data: []byte("v"), ExpiresAt: soon})
-	mustSaveEntry(t, s, sessionstore.Entry{Key: "touched", Owner: "tina", Data: []byte("t"), ExpiresAt: soon})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "short", Owners: []string{"sam"}, Data: []byte("v"), ExpiresAt: soon})
+	mustSaveEntry(t, s, sessionstore.Entry{Key: "touched", Owners: []string{"tina"}, Data: []byte("t"), ExpiresAt: soon})
 	if err := s.Touch(ctx(t), "touched", time.Now(), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}

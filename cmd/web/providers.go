@@ -1,0 +1,90 @@
+package main
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"time"
+
+	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/config"
+	"example.com/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/ratelimit"
+)
+
+// devProviderPath is where the built-in demo provider is mounted.
+const devProviderPath = "/demo-idp"
+
+// signInProviders returns the configured providers in the order of their
+// buttons: Google, GitHub, your OpenID Connect provider. With none
+// configured in development, it returns the demo provider instead, and
+// the handler serving it. Adding a provider is a type implementing
+// auth.Provider, its variables in package config, and a line here.
+func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.Handler, error) {
+	base := cfg.BaseURL.String()
+	callback := func(name string) string { return base + "/api/auth/" + name + "/callback" }
+	var out []auth.Provider
+	if cfg.GoogleConfigured() {
+		out = append(out, auth.NewOIDC(auth.OIDCConfig{
+			Name: "google", Label: "Google", Issuer: cfg.GoogleIssuerURL,
+			ClientID: cfg.GoogleClientID, ClientSecret: cfg.GoogleClientSecret, RedirectURL: callback("google"),
+		}))
+	}
+	if cfg.GitHubConfigured() {
+		out = append(out, auth.NewGitHub(auth.GitHubConfig{
+			ClientID: cfg.GitHubClientID, ClientSecret: cfg.GitHubClientSecret, RedirectURL: callback("github"),
+			URL: cfg.GitHubURL, APIURL: cfg.GitHubAPIURL,
+		}))
+	}
+	if cfg.OIDCConfigured() {
+		out = append(out, auth.NewOIDC(auth.OIDCConfig{
+			Name: "oidc", Label: cfg.OIDCName, Issuer: cfg.OIDCIssuerURL, Scopes: cfg.OIDCScopes,
+			ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret, RedirectURL: callback("oidc"),
+		}))
+	}
+	if !cfg.DemoLogin {
+		return out, nil, nil
+	}
+	// The demo's keys and client secret come from the session secret, so
+	// instances sharing it act as one provider behind a load balancer.
+	seed, err := hkdf.Key(sha256.New, []byte(secret), nil, "oauth-sessions demo provider v1", 64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo provider keys: %w", err)
+	}
+	clientSecret := base64.RawURLEncoding.EncodeToString(seed[32:])
+	issuer := base + devProviderPath
+	dev, err := devprovider.New(devprovider.Config{
+		Issuer: issuer, ClientID: "demo-client", ClientSecret: clientSecret,
+		RedirectURIs: []string{callback("demo")}, Seed: seed[:32], AppName: "OAuth sessions (this app)",
+		PostLogoutRedirectURIs: []string{base + "/"},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start demo provider: %w", err)
+	}
+	demo := auth.NewOIDC(auth.OIDCConfig{
+		Name: "demo", Label: "the development provider", Issuer: issuer,
+		ClientID: "demo-client", ClientSecret: clientSecret, RedirectURL: callback("demo"),
+		// In-process: the server need not reach its own public URL.
+		HTTPClient: dev.Client(),
+	})
+	return []auth.Provider{demo}, dev, nil
+}
+
+// Back-channel logout limits: generous, since a provider ending many
+// sessions at once sends one request per session from one address, and
+// finite, since anyone can post a token and each costs a signature check.
+// (Forged tokens cannot make the app fetch the provider's keys more than
+// once per 10 seconds: see auth.keyFetchGate.)
+const (
+	logoutsPerClientPerMinute = 1200 // also the burst
+	logoutsPerInstancePerSec  = 500  // with a burst of 2000
+)
+
+// logoutLimits bound the back-channel logout requests one client address
+// and this instance accept.
+func logoutLimits() (perClient, ceiling ratelimit.Limiter) {
+	return ratelimit.NewMemory(ratelimit.PerMinute(logoutsPerClientPerMinute, logoutsPerClientPerMinute), maxLimitedClients, nil),
+		ratelimit.NewMemory(ratelimit.Limit{Every: time.Second / logoutsPerInstancePerSec, Burst: 2000}, 1, nil)
+}
