@@ -30,6 +30,7 @@ import (
 	"example.com/oauth-sessions/internal/devprovider/devprovidertest"
 	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/sessionstore"
+	"example.com/oauth-sessions/internal/sessionstore/storetest"
 	"example.com/oauth-sessions/internal/testbackends"
 	"example.com/oauth-sessions/internal/testservers"
 )
@@ -192,11 +193,11 @@ func TestBenchmarks(t *testing.T) {
 	// One server per backend for the whole run (each use gets its own
 	// namespace on it).
 	stores := map[string]map[string]string{}
-	for _, srv := range testbackends.All() {
-		if only := os.Getenv("BENCH_STORES"); only != "" && !slices.Contains(strings.Split(only, ","), srv.Name) {
+	for _, d := range deployments() {
+		if only := os.Getenv("BENCH_STORES"); only != "" && !slices.Contains(strings.Split(only, ","), d.Name) {
 			continue
 		}
-		stores[srv.Name] = srv.Env(t)
+		stores[d.Name] = d.Env(t)
 	}
 	if run("http") {
 		httpLoad(t, rep, bin, stores)
@@ -281,9 +282,39 @@ func environ(env map[string]string) []string {
 }
 
 // names returns the stores of the run in the order of the built-in list.
+// deployment is a backend as the benchmarks run it: each built-in backend,
+// and its variants (Redis Cluster) after it.
+type deployment struct {
+	storetest.Variant
+	backend string // its SESSION_STORE backend
+}
+
+func deployments() []deployment {
+	var out []deployment
+	for _, srv := range testbackends.All() {
+		out = append(out, deployment{storetest.Variant{Name: srv.Name, Env: srv.Env}, srv.Name})
+		for _, v := range srv.Variants {
+			out = append(out, deployment{v, srv.Name})
+		}
+	}
+	return out
+}
+
+// defOf returns the definition of the backend a deployment runs.
+func defOf(store string) sessionstore.Definition {
+	for _, d := range deployments() {
+		if d.Name == store {
+			def, _ := sessionstore.Lookup(backends(), d.backend)
+			return def
+		}
+	}
+	return sessionstore.Definition{}
+}
+
+// names returns the deployments in stores, in the order of deployments().
 func names(stores map[string]map[string]string) []string {
 	var out []string
-	for _, d := range backends() {
+	for _, d := range deployments() {
 		if _, ok := stores[d.Name]; ok {
 			out = append(out, d.Name)
 		}
@@ -328,7 +359,7 @@ func httpLoad(t *testing.T, rep *report, bin string, stores map[string]map[strin
 		}
 		p99 := wrkDuration(x.m.p99)
 		p99Check := "n/a"
-		if d, _ := sessionstore.Lookup(backends(), x.store); d.Persistent {
+		if defOf(x.store).Persistent {
 			p99Check = fmt.Sprintf("%s (%s)", verdict(p99 < 5*time.Millisecond && p99 > 0), x.m.p99)
 		}
 		bad := x.m.non2xx + x.h.non2xx
@@ -435,9 +466,9 @@ func openFrom(t *testing.T, env map[string]string) sessionstore.Backend {
 // backend has one, as testbackends made them for another use.
 func fresh(t *testing.T, store string) map[string]string {
 	t.Helper()
-	for _, srv := range testbackends.All() {
-		if srv.Name == store {
-			return srv.Env(t)
+	for _, d := range deployments() {
+		if d.Name == store {
+			return d.Env(t)
 		}
 	}
 	t.Fatalf("no test backend %q", store)
@@ -486,7 +517,7 @@ func invalidation(t *testing.T, rep *report, bin string, stores map[string]map[s
 		rep.f("| %s | %s | %d of %d | %v | %v | %v |\n", store, by, stale, rounds, p50.Round(time.Microsecond), p99.Round(time.Microsecond), worst.Round(time.Microsecond))
 	}
 	for _, store := range names(stores) {
-		def, _ := sessionstore.Lookup(backends(), store)
+		def := defOf(store)
 		if !def.Persistent {
 			continue // nothing elsewhere can write it
 		}
@@ -665,7 +696,7 @@ func flood(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 	}
 	limits := []string{"LOGIN_RATE_LIMIT=10", "LOGIN_RATE_BURST=20", "LOGIN_START_MAX_PER_SECOND=50"}
 	for _, store := range names(stores) {
-		def, _ := sessionstore.Lookup(backends(), store)
+		def := defOf(store)
 		if !def.Persistent {
 			continue
 		}

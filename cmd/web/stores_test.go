@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/sessionstore"
 	"example.com/oauth-sessions/internal/sessionstore/storetest"
 	"example.com/oauth-sessions/internal/testbackends"
@@ -135,50 +137,103 @@ func TestServerRestartKeepsSessions(t *testing.T) {
 }
 
 // TestTwoInstancesShareTheStore: for every store several instances can
-// share, a session made on one is served by the other, and a sign-out on
-// one is seen by the other, even with the session in its cache.
+// share, in each of its deployments (Redis: single and Cluster), a session
+// made on one is served by the other, and a sign-out on one, or a delete
+// behind the app's back (redis-cli -c DEL), is seen by the other, even with
+// the session in its cache.
 func TestTwoInstancesShareTheStore(t *testing.T) {
 	p := startIDP(t)
+	codec, err := httpsession.NewCodec([]string{testSecret}, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, srv := range testbackends.All() {
 		if !definition(t, srv).Shared {
 			continue
 		}
-		t.Run(srv.Name, func(t *testing.T) {
-			env1 := withStore(t, baseEnv(t, p, t.TempDir()), srv)
-			env2 := baseEnv(t, p, t.TempDir())
-			for k, v := range env1 {
-				if k != "PORT" && k != "BASE_URL" && k != "DATA_DIR" {
-					env2[k] = v
+		for _, v := range append([]storetest.Variant{{Name: srv.Name, Env: srv.Env}}, srv.Variants...) {
+			t.Run(v.Name, func(t *testing.T) {
+				env1 := baseEnv(t, p, t.TempDir())
+				for k, val := range v.Env(t) {
+					env1[k] = val
 				}
-			}
-			one, two := startApp(t, env1), startApp(t, env2)
+				env2 := baseEnv(t, p, t.TempDir())
+				for k, val := range env1 {
+					if k != "PORT" && k != "BASE_URL" && k != "DATA_DIR" {
+						env2[k] = val
+					}
+				}
+				one, two := startApp(t, env1), startApp(t, env2)
+				cached := strings.Contains(one.logs.String(), "Session cache on")
+				if srv.Name == "redis" && !cached {
+					t.Fatalf("no session cache on %s:\n%s", v.Name, one.logs)
+				}
 
-			b := newBrowser(t)
-			b.login(one, "Ada", "ada@example.com")
-			// Same cookie, other instance (a load balancer would send it there).
-			sid := b.cookie(one.URL, "sid").Value
-			onTwo := func(method, path string) int {
-				req, _ := http.NewRequest(method, two.URL+path, nil)
-				req.Header.Set("Cookie", "sid="+sid)
-				res, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
+				endings := []string{"sign-out on the other instance"}
+				if srv.Remove != nil {
+					endings = append(endings, "deleted behind the app's back")
 				}
-				res.Body.Close()
-				return res.StatusCode
-			}
-			if s := onTwo(http.MethodGet, "/api/auth/me"); s != http.StatusOK {
-				t.Fatalf("instance two /api/auth/me = %d, want 200 (shared session)", s)
-			}
-			// Instance one has the session in its cache now, where it
-			// caches: the sign-out on two must reach it.
-			expectSignedIn(t, b, one, "ada@example.com")
-			if s := onTwo(http.MethodPost, "/api/auth/logout"); s != http.StatusOK {
-				t.Fatalf("logout on instance two = %d", s)
-			}
-			expectSignedOutSoon(t, b, one)
-		})
+				for _, ending := range endings {
+					b := newBrowser(t)
+					b.login(one, "Ada", "ada@example.com")
+					// Same cookie, other instance (a load balancer would send it there).
+					sid := b.cookie(one.URL, "sid").Value
+					onTwo := func(method, path string) int {
+						req, _ := http.NewRequest(method, two.URL+path, nil)
+						req.Header.Set("Cookie", "sid="+sid)
+						res, err := http.DefaultClient.Do(req)
+						if err != nil {
+							t.Fatal(err)
+						}
+						res.Body.Close()
+						return res.StatusCode
+					}
+					if s := onTwo(http.MethodGet, "/api/auth/me"); s != http.StatusOK {
+						t.Fatalf("instance two /api/auth/me = %d, want 200 (shared session)", s)
+					}
+					// Instance one has the session in its cache now, where it
+					// caches: the ending must reach it.
+					before := cacheHits(t, one)
+					for range 5 {
+						expectSignedIn(t, b, one, "ada@example.com")
+					}
+					if hits := cacheHits(t, one) - before; cached && hits < 4 {
+						t.Fatalf("%d of 5 checks answered from the cache, want most", hits)
+					}
+					if ending == "sign-out on the other instance" {
+						if s := onTwo(http.MethodPost, "/api/auth/logout"); s != http.StatusOK {
+							t.Fatalf("logout on instance two = %d", s)
+						}
+					} else {
+						token, err := codec.DecodeCookie("sid", sid)
+						if err != nil {
+							t.Fatal(err)
+						}
+						srv.Remove(t, env1, httpsession.KeyFor(token))
+					}
+					expectSignedOutSoon(t, b, one)
+				}
+			})
+		}
 	}
+}
+
+// cacheHits reads a's session_cache_hits_total.
+func cacheHits(t *testing.T, a *app) int {
+	t.Helper()
+	res, err := http.Get(a.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "session_cache_hits_total "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	return 0
 }
 
 // ownServer starts a server of this test's own for srv (the test stops and

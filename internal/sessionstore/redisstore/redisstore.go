@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"net"
@@ -53,10 +54,6 @@ func configure(env *envconfig.Reader, p sessionstore.Params) sessionstore.Opener
 		redis.SetLogger(redisLogger{p.Logger}) // go-redis logs through a package-level hook
 		o := Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Logger: p.Logger}
 		if !p.Follow {
-			return New(o)
-		}
-		if mode == "cluster" {
-			p.Logger.Info("Session cache off: Redis Cluster sends invalidations per shard, which this store does not follow")
 			return New(o)
 		}
 		o.Tracking = opts
@@ -149,7 +146,43 @@ func New(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if cc, ok := opts.Client.(*redis.ClusterClient); ok {
+		cc.AddHook(reloadOnNetworkError{cc})
+	}
 	return &Store{rdb: opts.Client, prefix: opts.KeyPrefix, now: opts.Now}, nil
+}
+
+// reloadOnNetworkError makes a cluster client read the topology again when
+// a node does not answer. go-redis reloads it by itself on MOVED, and
+// otherwise only every 60 s: after a master dies and its replica takes
+// over, the client would keep dialling the dead master for up to a minute
+// (the shard's sessions answering 503). LazyReload runs at most once per
+// 200 ms, however many requests fail.
+type reloadOnNetworkError struct{ cc *redis.ClusterClient }
+
+func (h reloadOnNetworkError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnNetworkError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(err)
+		return err
+	}
+}
+
+func (h reloadOnNetworkError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(err)
+		return err
+	}
+}
+
+func (h reloadOnNetworkError) check(err error) {
+	var ne net.Error
+	if err != nil && (errors.As(err, &ne) || errors.Is(err, io.EOF) || strings.HasPrefix(err.Error(), "CLUSTERDOWN")) {
+		h.cc.ReloadState(context.Background())
+	}
 }
 
 // Tracked is a Store that follows Redis's invalidation messages for its
@@ -157,14 +190,22 @@ func New(opts Options) (*Store, error) {
 // app caches sessions in memory.
 type Tracked struct {
 	*Store
-	tracker *tracker
+	feed feed
 }
 
-// NewTracked returns a store that follows invalidations on one more
-// connection made with opts.Tracking (single server or Sentinel).
+// feed is what follows the invalidations: one tracker (a single server or
+// Sentinel's master), or one per master of a cluster.
+type feed interface {
+	Synced() bool
+	close() error
+}
+
+// NewTracked returns a store that follows invalidations on connections of
+// its own made with opts.Tracking: one for a single server or Sentinel's
+// master, one per master for a cluster.
 func NewTracked(opts Options) (*Tracked, error) {
-	if opts.Tracking == nil || opts.Tracking.IsClusterMode || (len(opts.Tracking.Addrs) > 1 && opts.Tracking.MasterName == "") {
-		return nil, errors.New("redis store: tracking needs the options of a single server or Sentinel client")
+	if opts.Tracking == nil || (!opts.Tracking.IsClusterMode && len(opts.Tracking.Addrs) > 1 && opts.Tracking.MasterName == "") {
+		return nil, errors.New("redis store: tracking needs the options of a single server, Sentinel or Cluster client")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -173,21 +214,30 @@ func NewTracked(opts Options) (*Tracked, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Tracked{Store: s, tracker: startTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger)}, nil
+	if opts.Tracking.IsClusterMode {
+		reload := func() {}
+		if cc, ok := opts.Client.(*redis.ClusterClient); ok {
+			reload = func() { cc.ReloadState(context.Background()) }
+		}
+		return &Tracked{Store: s, feed: startClusterTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger, reload)}, nil
+	}
+	return &Tracked{Store: s, feed: startTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger)}, nil
 }
 
 // Follow implements sessionstore.ChangeFeed.
 func (t *Tracked) Follow(inv sessionstore.Invalidator) { t.followers.Add(inv) }
 
 // Synced implements sessionstore.ChangeFeed: true while the invalidation
-// connection is subscribed (on the current master) and has been heard from
-// within the last 300 ms. Redis sends each invalidation at the end of the
-// event-loop iteration that ran the write.
-func (t *Tracked) Synced(context.Context) bool { return t.tracker.Synced() }
+// connection of every master is subscribed (on a current master) and has
+// been heard from within the last 300 ms (and, for a cluster, the topology
+// was read within the last second and its followed masters own every
+// slot). Redis sends each invalidation at the end of the event-loop
+// iteration that ran the write.
+func (t *Tracked) Synced(context.Context) bool { return t.feed.Synced() }
 
 // Close stops following and closes the store.
 func (t *Tracked) Close() error {
-	return errors.Join(t.tracker.close(), t.Store.Close())
+	return errors.Join(t.feed.close(), t.Store.Close())
 }
 
 const header = 18 // expiry (8), seen (8), owner length (2)

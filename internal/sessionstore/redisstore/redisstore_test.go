@@ -19,15 +19,11 @@ import (
 )
 
 // harness runs the suite over clients made with opts, tracking
-// invalidations as the app does where the store can (not Cluster, whose
-// invalidations come per shard); every test gets its own key prefix on the
-// same server(s).
+// invalidations as the app does (a cluster's on every master); every test
+// gets its own key prefix on the same server(s).
 func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest.Harness {
 	var n atomic.Int64
-	caps := []storetest.Capability{storetest.Restart, storetest.OtherHandle, storetest.ServerExpiry, storetest.RateCount}
-	if !opts.IsClusterMode {
-		caps = append(caps, storetest.ChangeFeed)
-	}
+	caps := []storetest.Capability{storetest.Restart, storetest.OtherHandle, storetest.ServerExpiry, storetest.RateCount, storetest.ChangeFeed}
 	return storetest.Harness{
 		New: func(t *testing.T, now func() time.Time) sessionstore.Backend {
 			return openWith(t, opts, fmt.Sprintf("test%d:", n.Add(1)), now)
@@ -49,19 +45,10 @@ func harness(opts *redis.UniversalOptions, restart func(t testing.TB)) storetest
 }
 
 // openWith returns a store over a client made with opts, tracking
-// invalidations as the app does unless opts is a cluster's, closed when the
-// test ends.
+// invalidations as the app does, closed when the test ends.
 func openWith(t testing.TB, opts *redis.UniversalOptions, prefix string, now func() time.Time) sessionstore.Backend {
 	t.Helper()
-	o := redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Now: now}
-	var s sessionstore.Backend
-	var err error
-	if opts.IsClusterMode {
-		s, err = redisstore.New(o)
-	} else {
-		o.Tracking = opts
-		s, err = redisstore.NewTracked(o)
-	}
+	s, err := redisstore.NewTracked(redisstore.Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Now: now, Tracking: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +56,7 @@ func openWith(t testing.TB, opts *redis.UniversalOptions, prefix string, now fun
 	return s
 }
 
-// open returns a tracking store (single server or Sentinel).
+// open returns a tracking store.
 func open(t testing.TB, opts *redis.UniversalOptions, prefix string) *redisstore.Tracked {
 	t.Helper()
 	return openWith(t, opts, prefix, time.Now).(*redisstore.Tracked)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,8 @@ const (
 // changed and says it is not synced until a new subscription is confirmed.
 type tracker struct {
 	rdb       redis.UniversalClient
+	node      string // for logs: the address, or the Sentinel master's name
+	quiet     bool   // one of a cluster's: the cluster tracker says when the cache is on
 	prefix    string
 	followers *sessionstore.Followers
 	logger    *slog.Logger
@@ -65,7 +68,10 @@ type tracker struct {
 func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessionstore.Followers, logger *slog.Logger) *tracker {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &tracker{prefix: prefix, followers: followers, logger: logger, cancel: cancel,
-		done: make(chan struct{}), epoch: time.Now(), master: opts.MasterName}
+		done: make(chan struct{}), epoch: time.Now(), master: opts.MasterName, node: strings.Join(opts.Addrs, ",")}
+	if opts.MasterName != "" {
+		t.node = opts.MasterName
+	}
 	o := *opts
 	// RESP2: the invalidations then arrive as ordinary Pub/Sub messages on
 	// the subscribed connection itself (REDIRECT to its own ID).
@@ -138,7 +144,7 @@ func (t *tracker) run(ctx context.Context) {
 		if wasSynced || attempt == 0 {
 			level = slog.LevelWarn
 		}
-		t.logger.Log(ctx, level, "Redis invalidation stream interrupted: session cache off until it is back", "error", err, "retryIn", backoff)
+		t.logger.Log(ctx, level, "Redis invalidation stream interrupted: session cache off until it is back", "node", t.node, "error", err, "retryIn", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -205,7 +211,11 @@ func (t *tracker) follow(ctx context.Context) error {
 				// invalidation; from here on none is missed.
 				t.followers.InvalidateAll()
 				t.synced.Store(true)
-				t.logger.Info("Following Redis invalidations: session cache on", "prefix", t.prefix)
+				level := slog.LevelInfo
+				if t.quiet {
+					level = slog.LevelDebug
+				}
+				t.logger.Log(ctx, level, "Following Redis invalidations: session cache on", "node", t.node, "prefix", t.prefix)
 			}
 		case *redis.Message:
 			if m.Channel != invalidateChannel {
@@ -272,4 +282,169 @@ func (t *tracker) close() error {
 		errs = append(errs, s.Close())
 	}
 	return errors.Join(append(errs, t.rdb.Close())...)
+}
+
+// The cluster tracker's view of the topology: asked every topologyCheck,
+// and trusted for topologyTrust after the last answer.
+const (
+	topologyCheck = 250 * time.Millisecond
+	topologyTrust = time.Second
+)
+
+// clusterTracker follows a Redis Cluster: one tracker per master, each
+// receiving the invalidations of the keys its master holds, placed from
+// the cluster's own topology (CLUSTER SHARDS) and moved when it changes
+// (a failover, a resharding, a node added or removed).
+//
+// It is synced only while the last look at the topology is recent, the
+// masters it tracks cover every slot, and each of their trackers is
+// synced: while a master is down and not yet replaced, while a new one is
+// being subscribed to, or while the topology cannot be read, the cache
+// serves nothing, and each tracker that loses its connection empties it.
+type clusterTracker struct {
+	topo      redis.UniversalClient // its own cluster client, for CLUSTER SHARDS
+	opts      redis.UniversalOptions
+	prefix    string
+	followers *sessionstore.Followers
+	logger    *slog.Logger
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	changed func() // told when the masters change (the data client reloads)
+
+	epoch   time.Time
+	checked atomic.Int64 // ns since epoch of the last topology answer
+	covered atomic.Bool  // the tracked masters own every slot
+	nodes   atomic.Pointer[[]*tracker]
+	byAddr  map[string]*tracker // the run loop's own
+}
+
+func startClusterTracker(opts *redis.UniversalOptions, prefix string, followers *sessionstore.Followers, logger *slog.Logger, changed func()) *clusterTracker {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &clusterTracker{topo: redis.NewUniversalClient(opts), opts: *opts, prefix: prefix, followers: followers,
+		logger: logger, cancel: cancel, done: make(chan struct{}), epoch: time.Now(), byAddr: map[string]*tracker{}, changed: changed}
+	c.nodes.Store(&[]*tracker{})
+	go c.run(ctx)
+	return c
+}
+
+// Synced reports whether every slot's master is followed, right now.
+func (c *clusterTracker) Synced() bool {
+	if !c.covered.Load() || time.Since(c.epoch)-time.Duration(c.checked.Load()) > topologyTrust {
+		return false
+	}
+	for _, t := range *c.nodes.Load() {
+		if !t.Synced() {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *clusterTracker) run(ctx context.Context) {
+	defer close(c.done)
+	tick := time.NewTicker(topologyCheck)
+	defer tick.Stop()
+	wasSynced := false
+	for {
+		if err := c.place(ctx); err != nil && ctx.Err() == nil {
+			level := slog.LevelDebug
+			if wasSynced {
+				level = slog.LevelWarn
+			}
+			c.logger.Log(ctx, level, "Redis Cluster topology unreadable: session cache off until it is back", "error", err)
+		}
+		if synced := c.Synced(); synced != wasSynced {
+			if synced {
+				c.logger.Info("Following Redis invalidations on every cluster master: session cache on", "masters", len(c.byAddr), "prefix", c.prefix)
+			}
+			wasSynced = synced
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// place reads the topology and makes the trackers match it: one per
+// master that is online, none for anything else.
+func (c *clusterTracker) place(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, topologyTrust)
+	defer cancel()
+	shards, err := c.topo.ClusterShards(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("cluster shards: %w", err)
+	}
+	masters := map[string]bool{}
+	var slots [16384]bool
+	for _, sh := range shards {
+		for _, n := range sh.Nodes {
+			if n.Role != "master" || n.Health != "online" {
+				continue
+			}
+			host := n.IP
+			if host == "" {
+				host = n.Endpoint
+			}
+			port := n.Port
+			if c.opts.TLSConfig != nil && n.TLSPort != 0 {
+				port = n.TLSPort
+			}
+			masters[net.JoinHostPort(host, strconv.FormatInt(port, 10))] = true
+			for _, r := range sh.Slots {
+				for i := max(r.Start, 0); i <= min(r.End, 16383); i++ {
+					slots[i] = true
+				}
+			}
+		}
+	}
+	changed := false
+	for addr, t := range c.byAddr {
+		if !masters[addr] {
+			c.logger.Info("Redis Cluster master gone: no longer following it", "node", addr)
+			_ = t.close()
+			delete(c.byAddr, addr)
+			changed = true
+		}
+	}
+	for addr := range masters {
+		if c.byAddr[addr] == nil {
+			o := redis.UniversalOptions{Addrs: []string{addr}, Username: c.opts.Username, Password: c.opts.Password, TLSConfig: c.opts.TLSConfig,
+				DialTimeout: c.opts.DialTimeout, ReadTimeout: c.opts.ReadTimeout, WriteTimeout: c.opts.WriteTimeout}
+			t := startTracker(&o, c.prefix, c.followers, c.logger)
+			t.quiet = true
+			c.byAddr[addr] = t
+			changed = true
+		}
+	}
+	if changed {
+		list := make([]*tracker, 0, len(c.byAddr))
+		for _, t := range c.byAddr {
+			list = append(list, t)
+		}
+		c.nodes.Store(&list)
+		// What a new master holds was never followed here.
+		c.followers.InvalidateAll()
+		c.changed()
+	}
+	full := true
+	for _, ok := range slots {
+		full = full && ok
+	}
+	c.covered.Store(full)
+	c.checked.Store(int64(time.Since(c.epoch)))
+	return nil
+}
+
+func (c *clusterTracker) close() error {
+	c.cancel()
+	<-c.done
+	c.covered.Store(false)
+	var errs []error
+	for _, t := range c.byAddr {
+		errs = append(errs, t.close())
+	}
+	return errors.Join(append(errs, c.topo.Close())...)
 }

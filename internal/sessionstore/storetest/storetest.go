@@ -975,6 +975,13 @@ func testCachedSessions(t *testing.T, h Harness) {
 	}
 }
 
+// Variant is another deployment of a backend: its name ("redis-cluster")
+// and the variables of a store on it.
+type Variant struct {
+	Name string
+	Env  func(t testing.TB) map[string]string
+}
+
 // Server tells the program's own tests (cmd/web, e2e, bench) how to run a
 // backend for a test. internal/testbackends lists one per built-in
 // backend.
@@ -993,6 +1000,12 @@ type Server struct {
 	// an operator's copy or dump would (the file, every key's value,
 	// every document), for the at-rest test.
 	Dump func(t testing.TB, env map[string]string) []byte
+	// Variants are other deployments of the backend the program's tests
+	// run too (Redis Cluster), each named and with its own Env.
+	Variants []Variant
+	// Remove, where there is an operator's tool for it, deletes the record
+	// stored under key behind the app's back (redis-cli -c DEL).
+	Remove func(t testing.TB, env map[string]string, key string)
 	// Fill, where the test can, fills the server of env until it refuses
 	// writes for lack of room (Redis at maxmemory with noeviction), and
 	// returns a function that gives the room back.

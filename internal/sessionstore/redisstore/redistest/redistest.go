@@ -6,6 +6,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,28 +44,63 @@ func Redis(t testing.TB) *testservers.Proc {
 // RedisCluster starts a three-master Redis Cluster and returns its nodes.
 func RedisCluster(t testing.TB) []*testservers.Proc {
 	t.Helper()
+	masters, _ := cluster(t, 0)
+	return masters
+}
+
+// RedisClusterWithReplicas starts a Redis Cluster of three masters with a
+// replica each, so a master can fail over, and returns both kinds.
+func RedisClusterWithReplicas(t testing.TB) (masters, replicas []*testservers.Proc) {
+	t.Helper()
+	return cluster(t, 1)
+}
+
+func cluster(t testing.TB, replicasEach int) (masters, replicas []*testservers.Proc) {
+	t.Helper()
 	bin := testservers.Need(t, "redis-server", redisInstall)
 	cli := testservers.Need(t, "redis-cli", redisInstall)
 	var nodes []*testservers.Proc
 	var addrs []string
-	for i := range 3 {
+	for i := range 3 * (1 + replicasEach) {
 		port := testservers.FreePort(t)
 		p := testservers.StartIn(t, fmt.Sprintf("redis-cluster-%d", i), bin, port,
 			redisArgs(port, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
 		nodes = append(nodes, p)
 		addrs = append(addrs, p.Addr)
 	}
-	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
-	if err != nil {
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", fmt.Sprint(replicasEach), "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	c := redis.NewClient(&redis.Options{Addr: addrs[0]})
-	defer c.Close()
+	ctx := context.Background()
 	testservers.WaitUntil(t, 20*time.Second, func() bool {
-		info, _ := c.ClusterInfo(context.Background()).Result()
-		return strings.Contains(info, "cluster_state:ok")
-	}, "the cluster reaching cluster_state:ok")
-	return nodes
+		for _, n := range nodes {
+			c := redis.NewClient(&redis.Options{Addr: n.Addr})
+			info, _ := c.ClusterInfo(ctx).Result()
+			c.Close()
+			if !strings.Contains(info, "cluster_state:ok") {
+				return false
+			}
+		}
+		return true
+	}, "every node of the cluster reaching cluster_state:ok")
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.Addr})
+		role, err := c.Do(ctx, "ROLE").Slice()
+		c.Close()
+		if err != nil || len(role) == 0 {
+			t.Fatalf("ROLE of %s: %v", n.Addr, err)
+		}
+		if role[0] == "master" {
+			masters = append(masters, n)
+		} else {
+			replicas = append(replicas, n)
+		}
+	}
+	if len(masters) != 3 || len(replicas) != 3*replicasEach {
+		t.Fatalf("cluster of %d masters and %d replicas, want 3 and %d", len(masters), len(replicas), 3*replicasEach)
+	}
+	return masters, replicas
 }
 
 // Sentinel is a master, a replica and one sentinel watching them.
@@ -126,6 +162,30 @@ func Server() storetest.Server {
 	return storetest.Server{
 		Name: "redis",
 		Env:  func(t testing.TB) map[string]string { u, _ := URL(t); return env(u) },
+		Variants: []storetest.Variant{{Name: "redis-cluster", Env: func(t testing.TB) map[string]string {
+			var addrs []string
+			for _, n := range RedisCluster(t) {
+				addrs = append(addrs, n.Addr)
+			}
+			return map[string]string{"SESSION_STORE": "redis", "REDIS_CLUSTER_ADDRS": strings.Join(addrs, ","),
+				"REDIS_KEY_PREFIX": fmt.Sprintf("t%d-%d:", os.Getpid(), n.Add(1))}
+		}}},
+		Remove: func(t testing.TB, e map[string]string, key string) {
+			addr := strings.Split(e["REDIS_CLUSTER_ADDRS"], ",")[0]
+			if addr == "" {
+				opts, err := redis.ParseURL(e["REDIS_URL"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr = opts.Addr
+			}
+			host, port, _ := net.SplitHostPort(addr)
+			cli := testservers.Need(t, "redis-cli", redisInstall)
+			out, err := exec.Command(cli, "-c", "-h", host, "-p", port, "DEL", e["REDIS_KEY_PREFIX"]+key).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "1" {
+				t.Fatalf("redis-cli -c DEL: %v %s", err, out)
+			}
+		},
 		Own: func(t testing.TB) (map[string]string, *testservers.Proc) {
 			p := Redis(t)
 			return env("redis://" + p.Addr + "/0"), p
