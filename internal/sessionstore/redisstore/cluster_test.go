@@ -292,4 +292,3 @@ func TestClusterSlotMigration(t *testing.T) {
 		t.Fatal("the key made mid-move is not on the target: the test did not exercise ASK")
 	}
 }
-
