@@ -216,6 +216,15 @@ func TestBrowserSignInSurvivesRestart(t *testing.T) {
 			if shots {
 				screenshot(t, ctx, "3-signed-in")
 			}
+			// Times read as people say them, the exact local time on hover
+			// (page.js; the server's fallback says the same in UTC).
+			expires, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[document.querySelector("#expires time").textContent, document.querySelector("#expires time").title]`))
+			if err != nil || expires[0] != "in 1 hour" || expires[1] == "" || strings.Contains(expires[1], "UTC") {
+				t.Fatalf("expiry shown as %q (%v), want \"in 1 hour\" with the exact local time on hover", expires, err)
+			}
+			if n := count(t, ctx, "#survived"); n != 0 {
+				t.Fatal("the page says the session survived a restart before any restart")
+			}
 
 			restart(t, app)
 			do(t, ctx, app, chromedp.Reload())
@@ -226,12 +235,18 @@ func TestBrowserSignInSurvivesRestart(t *testing.T) {
 				}
 				return
 			}
-			do(t, ctx, app, chromedp.WaitVisible(chromedp.ID("user-name")))
+			do(t, ctx, app, chromedp.WaitVisible(chromedp.ID("user-name")), chromedp.WaitVisible(chromedp.ID("survived")))
 			if got := text(t, ctx, "user-name"); got != "Ada Lovelace" {
 				t.Fatalf("after restart the page shows %q, want still signed in as Ada Lovelace", got)
 			}
+			if got := text(t, ctx, "survived"); !strings.Contains(got, "survived a restart") || !strings.Contains(got, store) {
+				t.Fatalf("after restart the page says %q, want that the session survived, in the %s store", got, store)
+			}
 			if shots {
 				screenshot(t, ctx, "4-after-restart")
+				phone(t, ctx, app, false)
+				do(t, ctx, app, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("survived")))
+				screenshot(t, ctx, "5-phone-after-restart")
 			}
 		})
 	}

@@ -295,3 +295,21 @@ func (b *browser) me(a *app) response {
 	b.t.Helper()
 	return b.get(a.URL + "/api/auth/me")
 }
+
+// refused checks that a callback signed no one in: the browser is sent
+// home (303) where a one-time notice containing want says why, and the
+// sign-in buttons are there again; a reload does not show it twice.
+func (b *browser) refused(a *app, r response, want string) {
+	b.t.Helper()
+	if r.Status != http.StatusSeeOther || (r.Location != "/" && !strings.HasPrefix(r.Location, "/?returnTo=")) {
+		b.t.Fatalf("callback = %d %q, want 303 home with a notice\n%s", r.Status, r.Location, r.Body)
+	}
+	home := b.get(a.URL + r.Location)
+	if home.Status != http.StatusOK || !strings.Contains(home.Body, `id="notice"`) || !strings.Contains(home.Body, want) || !strings.Contains(home.Body, `id="sign-in"`) {
+		b.t.Fatalf("home after a refused sign-in = %d, want a notice containing %q and the sign-in button\n%s", home.Status, want, home.Body)
+	}
+	if again := b.get(a.URL + "/"); strings.Contains(again.Body, `id="notice"`) {
+		b.t.Fatal("the notice is shown again on reload")
+	}
+	expectSignedOut(b.t, b, a)
+}

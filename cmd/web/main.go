@@ -97,6 +97,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	started := time.Now()
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -148,7 +149,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	logoutLimit, logoutCeiling := logoutLimits()
 	deps := handlers.Deps{
 		LoginLimit: loginLimit, LoginCeiling: ceiling, LogoutLimit: logoutLimit, LogoutCeiling: logoutCeiling,
-		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, Codec: codec, Metrics: m,
+		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, StorePersistent: def.Persistent, StartedAt: started,
+		Codec: codec, Metrics: m,
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,

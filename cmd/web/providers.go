@@ -64,7 +64,7 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 		return nil, nil, fmt.Errorf("start demo provider: %w", err)
 	}
 	demo := auth.NewOIDC(auth.OIDCConfig{
-		Name: "demo", Label: "the development provider", Issuer: issuer,
+		Name: "demo", Label: "Development provider", Issuer: issuer,
 		ClientID: "demo-client", ClientSecret: clientSecret, RedirectURL: callback("demo"),
 		// In-process: the server need not reach its own public URL.
 		HTTPClient: dev.Client(),

@@ -58,7 +58,7 @@ func (s *server) startLogin(p auth.Provider) echo.HandlerFunc {
 		flow, authURL, err := p.Start(r.Context(), c.QueryParam("returnTo"))
 		if err != nil {
 			s.Metrics.Login("failed", "provider_unreachable")
-			return providerDown(p, err)
+			return providerDown(p, r.URL.RequestURI(), err)
 		}
 		sess, err := session.Get(s.flowCookieName(r, flow.State), c)
 		if err != nil {
@@ -153,14 +153,9 @@ func (s *server) limit(perClient, ceiling ratelimit.Limiter, refused func(reason
 	}
 }
 
-func providerDown(p auth.Provider, err error) error {
+func providerDown(p auth.Provider, retry string, err error) error {
 	return &pageError{status: http.StatusBadGateway, title: "Sign-in provider unreachable",
-		detail: p.Label() + " could not be reached. Please try again in a moment.", cause: err}
-}
-
-func badFlow(detail string) error {
-	return &pageError{status: http.StatusBadRequest, title: "Sign-in could not be completed",
-		detail: detail + " Please start the sign-in again."}
+		detail: p.Label() + " could not be reached. Please try again in a moment.", retry: retry, cause: err}
 }
 
 // finishLogin is GET /api/auth/{provider}/callback: the flow is used up,
@@ -168,6 +163,25 @@ func badFlow(detail string) error {
 func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		var flow auth.Flow
+		// refuse ends a callback that signs no one in. A browser goes home
+		// (303) with a one-time notice and the sign-in buttons, so neither a
+		// reload nor Back shows an error; an API client (Accept:
+		// application/json) gets the status and {"error": ...}.
+		refuse := func(status int, title, detail string, cause error) error {
+			if strings.Contains(r.Header.Get("Accept"), "application/json") {
+				return &pageError{status: status, title: title, detail: detail, cause: cause}
+			}
+			s.setNotice(c, detail)
+			home := "/"
+			if back := auth.SafeReturnPath(flow.ReturnTo); back != "/" {
+				home += "?returnTo=" + url.QueryEscape(back)
+			}
+			return c.Redirect(http.StatusSeeOther, home)
+		}
+		badFlow := func(detail string) error {
+			return refuse(http.StatusBadRequest, "Sign-in could not be completed", detail+" Please sign in again.", nil)
+		}
 		state := c.QueryParam("state")
 		if state == "" || len(state) > 256 {
 			s.Metrics.Login("failed", "bad_state")
@@ -183,11 +197,13 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		if info := httpsession.InfoOf(flowSess); !flowSess.IsNew || info.Lost {
 			httpsession.Forget(c.Response(), flowSess)
 		}
-		flow, ok := httpsession.Value[auth.Flow](flowSess, httpsession.KeyFlow)
+		var ok bool
+		flow, ok = httpsession.Value[auth.Flow](flowSess, httpsession.KeyFlow)
 		if flowSess.IsNew || !ok || !auth.CheckState(flow, state) {
+			flow = auth.Flow{}
 			s.Metrics.Login("failed", "bad_state")
 			s.Logger.Info("Login refused", "reason", "unknown or replayed state")
-			return badFlow("This sign-in link has expired, was already used, or was started in another browser.")
+			return badFlow("That sign-in link has expired, was already used, or was started in another browser.")
 		}
 		// Mix-up defence: the answer must come from the provider the flow
 		// was started with, on its route, and say so when it says who it
@@ -206,11 +222,11 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		if e := clip(c.QueryParam("error"), 64); e != "" {
 			s.Metrics.Login("failed", "provider_error")
 			s.Logger.Info("Login refused", "reason", "provider error", "provider", p.Name(), "error", e)
-			title, detail := "Sign-in cancelled", "You cancelled the sign-in, so you are not signed in."
+			title, detail := "Sign-in cancelled", "You cancelled the sign-in at "+p.Label()+", so you are not signed in."
 			if e != "access_denied" {
-				title, detail = "Sign-in failed", p.Label()+" reported a problem ("+e+")."
+				title, detail = "Sign-in failed", p.Label()+" reported a problem ("+e+"). Please try again."
 			}
-			return &pageError{status: http.StatusUnauthorized, title: title, detail: detail}
+			return refuse(http.StatusUnauthorized, title, detail, nil)
 		}
 		code := c.QueryParam("code")
 		if code == "" {
@@ -221,24 +237,22 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		switch {
 		case errors.Is(err, auth.ErrProviderUnreachable):
 			s.Metrics.Login("failed", "provider_unreachable")
-			return providerDown(p, err)
+			return refuse(http.StatusBadGateway, "Sign-in provider unreachable", p.Label()+" could not be reached to finish signing in. Please try again in a moment.", err)
 		case errors.Is(err, auth.ErrNoVerifiedEmail):
 			s.Metrics.Login("failed", "no_verified_email")
 			s.Logger.Info("Login refused", "reason", "no verified email", "provider", p.Name())
-			return &pageError{status: http.StatusForbidden, title: "No verified email address",
-				detail: "Your " + p.Label() + " account has no verified primary email address, and this app needs one. Verify an address in your " + p.Label() + " settings, make it primary, then sign in again."}
+			return refuse(http.StatusForbidden, "No verified email address",
+				"Your "+p.Label()+" account has no verified primary email address, and this app needs one. Verify an address in your "+p.Label()+" settings, make it primary, then sign in again.", err)
 		case err != nil:
 			s.Metrics.Login("failed", "token_rejected")
 			s.Logger.Warn("Login refused", "reason", "token verification failed", "provider", p.Name(), "error", err)
-			return &pageError{status: http.StatusUnauthorized, title: "Sign-in failed",
-				detail: "The answer from " + p.Label() + " could not be verified, so you are not signed in.", cause: err}
+			return refuse(http.StatusUnauthorized, "Sign-in failed", "The answer from "+p.Label()+" could not be verified, so you are not signed in.", err)
 		}
 		id := res.Identity
 		if !auth.EmailAllowed(id.Email, s.AllowedDomains) {
 			s.Metrics.Login("failed", "domain_not_allowed")
 			s.Logger.Info("Login refused", "reason", "email domain not allowed", "provider", p.Name(), "verifiedEmail", id.Email != "")
-			return &pageError{status: http.StatusForbidden, title: "Account not allowed",
-				detail: "This app only accepts accounts with a verified email address at: " + strings.Join(s.AllowedDomains, ", ") + "."}
+			return refuse(http.StatusForbidden, "Account not allowed", "This app only accepts accounts with a verified email address at: "+strings.Join(s.AllowedDomains, ", ")+".", nil)
 		}
 
 		sess, err := s.loginSession(c)
@@ -252,6 +266,9 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		}
 		sess.Values[httpsession.KeyUser] = id
 		sess.Values[httpsession.KeyDevice] = auth.Device(r.UserAgent())
+		if n := networkOf(c.RealIP()); n != "" {
+			sess.Values[httpsession.KeyNetwork] = n
+		}
 		if res.IDToken != "" {
 			sess.Values[httpsession.KeyIDToken] = res.IDToken
 		}
@@ -300,23 +317,22 @@ func (s *server) me() echo.HandlerFunc {
 
 func (s *server) home() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		data := homePage{page: page{Title: "Sign in"}, Store: s.StoreName, Demo: s.DevProvider != nil, Production: s.Production,
-			SignIns: s.signInButtons(c.QueryParam("returnTo"))}
+		data := homePage{page: page{Title: "Sign in", Notice: s.takeNotice(c)}, Store: s.StoreName, Persistent: s.StorePersistent,
+			Demo: s.DevProvider != nil, Production: s.Production, SignIns: s.signInButtons(c.QueryParam("returnTo")), Started: s.when(s.StartedAt)}
 		sess, user, ok, err := s.currentUser(c)
 		if err != nil {
 			if errors.Is(err, httpsession.ErrUnavailable) {
-				data.StoreDown = true
+				data.StoreDown, data.Title = true, "Session store unavailable"
 				return s.render(c, http.StatusServiceUnavailable, "home.html", data)
 			}
 			return err
 		}
 		info := httpsession.InfoOf(sess)
 		if ok {
-			data.User, data.CreatedAt, data.ExpiresAt = &user, info.CreatedAt, info.ExpiresAt
-			data.ProviderLabel = user.Provider
-			if p := s.provider(user.Provider); p != nil {
-				data.ProviderLabel = p.Label()
-			}
+			data.User, data.Created, data.Expires = &user, s.when(info.CreatedAt), s.when(info.ExpiresAt)
+			data.Title = "Signed in as " + user.DisplayName()
+			data.Provider = s.providerLabel(user.Provider)
+			data.Survived = !s.StartedAt.IsZero() && info.CreatedAt.Before(s.StartedAt)
 		} else if info.Lost {
 			data.Lost = true
 			// The browser kept a cookie for a session that is gone; clear it.
@@ -325,6 +341,14 @@ func (s *server) home() echo.HandlerFunc {
 		}
 		return s.render(c, http.StatusOK, "home.html", data)
 	}
+}
+
+// providerLabel is how people know the provider called name.
+func (s *server) providerLabel(name string) string {
+	if p := s.provider(name); p != nil {
+		return p.Label()
+	}
+	return name
 }
 
 // signInButtons lists a button per provider, each coming back to returnTo
@@ -336,7 +360,11 @@ func (s *server) signInButtons(returnTo string) []signInButton {
 	}
 	out := make([]signInButton, 0, len(s.Providers))
 	for _, p := range s.Providers {
-		out = append(out, signInButton{Provider: p.Name(), Label: p.Label(), Href: "/api/auth/" + p.Name() + query})
+		text := "Sign in with " + p.Label()
+		if p.Name() == "demo" {
+			text = "Sign in with the development provider"
+		}
+		out = append(out, signInButton{Provider: p.Name(), Text: text, Href: "/api/auth/" + p.Name() + query})
 	}
 	return out
 }

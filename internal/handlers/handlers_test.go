@@ -70,7 +70,7 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 	h := handlers.New(handlers.Deps{
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Backend: m.Store("memory", store), Cache: cache, StoreName: "memory",
 		Codec: codec, Metrics: m, Now: clock.Now,
-		Providers: []auth.Provider{auth.NewOIDC(auth.OIDCConfig{Name: "demo", Label: "the development provider", Issuer: base + "/demo-idp", ClientID: "demo",
+		Providers: []auth.Provider{auth.NewOIDC(auth.OIDCConfig{Name: "demo", Label: "Development provider", Issuer: base + "/demo-idp", ClientID: "demo",
 			ClientSecret: "demo-secret", RedirectURL: callback, HTTPClient: dev.Client()})},
 		DevProvider: dev, DevProviderPath: "/demo-idp",
 		BaseURL: baseURL, SessionTTL: time.Hour, TouchAfter: time.Minute,
@@ -178,7 +178,8 @@ func TestAnonymousRoutes(t *testing.T) {
 		{"GET", "/api/app/hello", 401, "", true, "not signed in"},
 		{"GET", "/app", 303, "/api/auth/demo?returnTo=%2Fapp", false, ""},
 		{"GET", "/sessions", 303, "/api/auth/demo?returnTo=%2Fsessions", false, ""},
-		{"GET", "/no-such-page", 404, "", false, "There is no page here."},
+		{"GET", "/no-such-page", 404, "", false, "Page not found"},
+		{"GET", "/favicon.ico", 200, "", false, "<svg"},
 		{"GET", "/api/no-such-route", 404, "", true, ""},
 		{"POST", "/api/auth/logout", 200, "", false, `{"ok":true}`},
 	} {
@@ -193,7 +194,7 @@ func TestAnonymousRoutes(t *testing.T) {
 				t.Errorf("%s %s: error body %q (%s); want {\"error\": ...} as JSON", tc.method, tc.path, r.body, r.header.Get("Content-Type"))
 			}
 		}
-		if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		if cc := r.header.Get("Cache-Control"); cc != "no-store" && tc.path != "/favicon.ico" {
 			t.Errorf("%s %s: Cache-Control %q, want no-store", tc.method, tc.path, cc)
 		}
 	}
@@ -362,5 +363,97 @@ func TestLifetimeOnTheClock(t *testing.T) {
 	a.clock.Advance(time.Hour)
 	if r := do(t, c, "GET", "/api/auth/me"); r.status != 401 {
 		t.Fatalf("an hour later (SESSION_TTL) /api/auth/me = %d, want 401", r.status)
+	}
+}
+
+// TestNoDeadEnds: a cancelled sign-in, a used link and a sign-out each
+// land on the home page (303) with a one-time notice that a reload does
+// not show again; the sessions page works with plain forms.
+func TestNoDeadEnds(t *testing.T) {
+	a := newApp(t, false)
+	c := a.browser()
+	notice := func(body string) string {
+		_, after, ok := strings.Cut(body, `id="notice">`)
+		if !ok {
+			return ""
+		}
+		text, _, _ := strings.Cut(after, "<")
+		return text
+	}
+	home := func() string {
+		t.Helper()
+		r := do(t, c, "GET", "/")
+		if r.status != 200 {
+			t.Fatalf("home = %d", r.status)
+		}
+		return notice(r.body)
+	}
+
+	// Cancel at the provider.
+	start := do(t, c, "GET", "/api/auth/google")
+	authURL, _ := url.Parse(start.header.Get("Location"))
+	form := authURL.Query()
+	form.Set("action", "deny")
+	req, _ := http.NewRequest(http.MethodPost, base+"/demo-idp/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := url.Parse(res.Header.Get("Location"))
+	r := do(t, c, "GET", cb.RequestURI())
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/" {
+		t.Fatalf("cancelled callback = %d %q, want 303 to /", r.status, r.header.Get("Location"))
+	}
+	if n := home(); !strings.Contains(n, "You cancelled the sign-in") {
+		t.Fatalf("home after cancelling says %q", n)
+	}
+	if n := home(); n != "" {
+		t.Fatalf("the notice came back on reload: %q", n)
+	}
+	// The same callback again (Back, reload): home again, never an error.
+	if r := do(t, c, "GET", cb.RequestURI()); r.status != http.StatusSeeOther || !strings.Contains(home(), "expired, was already used") {
+		t.Fatalf("callback replayed = %d", r.status)
+	}
+	// An API client still gets the status.
+	if r := do(t, c, "GET", cb.RequestURI(), "Accept", "application/json"); r.status != http.StatusBadRequest {
+		t.Fatalf("callback replayed as JSON = %d, want 400", r.status)
+	}
+
+	// Two sessions of one user; the page's forms sign the other out.
+	other := a.browser()
+	signIn(t, other, "/")
+	signIn(t, c, "/")
+	page := do(t, c, "GET", "/sessions")
+	if page.status != 200 || strings.Count(page.body, `<li class="session`) != 2 || !strings.Contains(page.body, "Sign out this browser") ||
+		!strings.Contains(page.body, "192.0.2.0/24") || strings.Contains(page.body, "<script src=\"/static/sessions.js") {
+		t.Fatalf("/sessions = %d\n%s", page.status, page.body)
+	}
+	_, after, _ := strings.Cut(page.body, `action="/sessions/revoke"><input type="hidden" name="id" value="`)
+	id, _, _ := strings.Cut(after, `"`)
+	req, _ = http.NewRequest(http.MethodPost, base+"/sessions/revoke", strings.NewReader(url.Values{"id": {id}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res, err = c.Do(req)
+	if err != nil || res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/sessions" {
+		t.Fatalf("revoke form = %v %v", res, err)
+	}
+	page = do(t, c, "GET", "/sessions")
+	if n := notice(page.body); !strings.HasPrefix(n, "Signed out ") || !strings.Contains(page.body, `id="no-others"`) {
+		t.Fatalf("after the revoke the page says %q\n%s", n, page.body)
+	}
+	if r := do(t, other, "GET", "/api/auth/me"); r.status != 401 {
+		t.Fatalf("the revoked session answers %d", r.status)
+	}
+
+	// Sign out: the one-time notice.
+	req, _ = http.NewRequest(http.MethodPost, base+"/api/auth/logout", strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if res, err := c.Do(req); err != nil || res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out form = %v %v", res, err)
+	}
+	if n := home(); n != "You have signed out." {
+		t.Fatalf("home after signing out says %q", n)
 	}
 }

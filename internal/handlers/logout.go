@@ -47,6 +47,9 @@ func (s *server) logout() echo.HandlerFunc {
 			}
 		}
 		if strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationForm) {
+			if signedIn {
+				s.setNotice(c, "You have signed out.")
+			}
 			if providerLogout != "" {
 				return c.Redirect(http.StatusSeeOther, providerLogout)
 			}

@@ -1,8 +1,6 @@
 package handlers
 
 import (
-	"time"
-
 	"example.com/oauth-sessions/internal/auth"
 )
 
@@ -11,27 +9,33 @@ import (
 
 // page is what every page has.
 type page struct {
-	Title string
+	Title  string
+	Notice string // a one-time message: "You have signed out."
 }
 
 type homePage struct {
 	page
-	Store         string
-	SignIns       []signInButton
-	Demo          bool // the built-in demo login is offered
-	Production    bool
-	StoreDown     bool           // the session store is not answering
-	User          *auth.Identity // nil: signed out
-	ProviderLabel string         // how the user signed in: "Google"
-	CreatedAt     time.Time
-	ExpiresAt     time.Time
-	Lost          bool // the browser's session is gone (expired, signed out, restart of a memory store)
+	Store      string
+	Persistent bool // the store keeps sessions across restarts
+	SignIns    []signInButton
+	Demo       bool // the built-in demo login is offered
+	Production bool
+	StoreDown  bool           // the session store is not answering
+	User       *auth.Identity // nil: signed out
+	Provider   string         // how the user signed in, for people: "Google"
+	Created    when
+	Expires    when
+	Started    when // when this server process started
+	// Survived: the session is older than this server process, so it
+	// outlived a restart.
+	Survived bool
+	Lost     bool // the browser's session is gone (expired, signed out, restart of a memory store)
 }
 
 // signInButton is one provider's button on the home page.
 type signInButton struct {
 	Provider string // "google"
-	Label    string // "Google"
+	Text     string // "Sign in with Google"
 	Href     string // its start route, with the page to come back to
 }
 
@@ -39,7 +43,19 @@ type sessionsPage struct {
 	page
 	User     auth.Identity
 	Store    string
-	Sessions []sessionView
+	Sessions []sessionRow
+	Others   int // sessions besides this browser's
+}
+
+// sessionRow is one session on the "your sessions" page.
+type sessionRow struct {
+	ID       string
+	Current  bool
+	Device   string
+	Network  string // "203.0.113.0/24": which network it signed in from, coarsely
+	Created  when
+	LastSeen when
+	Expires  when
 }
 
 type appPage struct {
@@ -52,4 +68,5 @@ type errorPage struct {
 	Status    int
 	Detail    string
 	RequestID string
+	Retry     string // a link that tries again, when there is one
 }

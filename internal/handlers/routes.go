@@ -29,6 +29,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.GET("/healthz", s.healthz())
 	e.GET("/readyz", s.readyz())
 	e.GET("/metrics", echo.WrapHandler(s.Metrics.Handler()))
+	e.GET("/favicon.ico", s.favicon(), staticCache) // browsers ask for it whatever the page says
 	e.Group("/static", staticCache).StaticFS("/", s.Static)
 
 	// Signing in and out, per provider p (google, github, oidc, demo):
@@ -59,6 +60,8 @@ func addRoutes(e *echo.Echo, s *server) {
 	// the API answers them 401 {"error": "not signed in"}.
 	page, api := s.requireUser(s.toSignIn), s.requireUser(notSignedIn)
 	e.GET("/sessions", s.sessionsPage(), page)
+	e.POST("/sessions/revoke", s.revokeForm(), page)
+	e.POST("/sessions/revoke-others", s.revokeOthersForm(), page)
 	e.GET("/api/auth/me", s.me(), api)
 	e.GET("/api/auth/sessions", s.listSessions(), api)
 	e.DELETE("/api/auth/sessions/:id", s.revokeSession(), api)
@@ -71,5 +74,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	appAPI := e.Group("/api/app", api)
 	appAPI.GET("/hello", s.hello())
 
-	e.RouteNotFound("/*", func(echo.Context) error { return echo.NewHTTPError(http.StatusNotFound, "There is no page here.") })
+	e.RouteNotFound("/*", func(echo.Context) error {
+		return echo.NewHTTPError(http.StatusNotFound, "There is nothing at this address: the link may be mistyped, or the page may have moved.")
+	})
 }

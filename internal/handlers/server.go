@@ -35,6 +35,12 @@ type Deps struct {
 	Backend   sessionstore.Backend
 	Cache     *httpsession.Cache // nil: every session check reads the store
 	StoreName string             // "sqlite", "redis", "mongo", "memory"
+	// StorePersistent: the store keeps sessions across restarts (the
+	// home page promises it only then).
+	StorePersistent bool
+	// StartedAt is when this server process started: the home page shows
+	// it, and says so when a session is older.
+	StartedAt time.Time
 	Codec     *httpsession.Codec
 	// Providers are the ways to sign in, in the order of their buttons;
 	// each has its routes below /api/auth/{Name}.
@@ -181,6 +187,7 @@ type pageError struct {
 	status int
 	title  string
 	detail string
+	retry  string // a link that tries again, if any
 	cause  error
 }
 
@@ -204,7 +211,8 @@ func (s *server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, title, detail := http.StatusInternalServerError, "Something went wrong", "The server could not complete this request."
+	status, title, detail := http.StatusInternalServerError, "Something went wrong", "The server could not complete this request. Please try again; if it keeps happening, quote the request id below."
+	retry := ""
 	var pe *pageError
 	var he *echo.HTTPError
 	switch {
@@ -213,8 +221,9 @@ func (s *server) handleError(err error, c echo.Context) {
 		status, title, detail = http.StatusServiceUnavailable, "Signing in is paused", storeFullMessage
 	case errors.Is(err, httpsession.ErrUnavailable):
 		status, title, detail = http.StatusServiceUnavailable, "Session store unavailable", storeDownMessage
+		retry = c.Request().URL.RequestURI()
 	case errors.As(err, &pe):
-		status, title, detail = pe.status, pe.title, pe.detail
+		status, title, detail, retry = pe.status, pe.title, pe.detail, pe.retry
 	case errors.As(err, &he):
 		status = he.Code
 		title = http.StatusText(he.Code)
@@ -222,6 +231,9 @@ func (s *server) handleError(err error, c echo.Context) {
 			detail = m
 		} else {
 			detail = title
+		}
+		if he.Code == http.StatusNotFound {
+			title = "Page not found"
 		}
 	}
 	// Refusals (4xx) are logged where they are decided, when they matter:
@@ -241,7 +253,10 @@ func (s *server) handleError(err error, c echo.Context) {
 		_ = c.JSON(status, errorBody{Error: detail})
 		return
 	}
-	_ = s.render(c, status, "error.html", errorPage{page: page{Title: title}, Status: status, Detail: detail, RequestID: requestID(c)})
+	if c.Request().Method != http.MethodGet {
+		retry = "" // only a GET can be tried again by a link
+	}
+	_ = s.render(c, status, "error.html", errorPage{page: page{Title: title}, Status: status, Detail: detail, RequestID: requestID(c), Retry: retry})
 }
 
 func (s *server) wantsJSON(c echo.Context) bool {
@@ -344,6 +359,18 @@ func noStore(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 		return next(c)
+	}
+}
+
+// favicon answers /favicon.ico with the app's icon (an SVG, which
+// browsers take whatever the name says).
+func (s *server) favicon() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		b, err := fs.ReadFile(s.Static, "favicon.svg")
+		if err != nil {
+			return echo.NewHTTPError(http.StatusNotFound, "There is no icon here.")
+		}
+		return c.Blob(http.StatusOK, "image/svg+xml", b)
 	}
 }
 

@@ -19,6 +19,9 @@ const (
 	KeyUser   = "user"   // login: the auth.Identity that signed in
 	KeyDevice = "device" // login: the browser, as "Chrome on Linux"
 	KeyFlow   = "flow"   // oauth-flow: the auth.Flow to finish
+	// KeyNetwork: login: the network it signed in from, coarsely
+	// ("203.0.113.0/24"), to tell sessions apart; never the address.
+	KeyNetwork = "network"
 	// KeyIDToken: login: the provider's ID token, for id_token_hint when
 	// signing out at the provider (sealed with the rest of the record).
 	KeyIDToken = "idToken"
