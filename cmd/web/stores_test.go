@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,11 +192,11 @@ func TestTwoInstancesShareTheStore(t *testing.T) {
 					}
 					// Instance one has the session in its cache now, where it
 					// caches: the ending must reach it.
-					before := cacheHits(t, one)
+					before := int(metric(t, one, "session_cache_hits_total"))
 					for range 5 {
 						expectSignedIn(t, b, one, "ada@example.com")
 					}
-					if hits := cacheHits(t, one) - before; cached && hits < 4 {
+					if hits := int(metric(t, one, "session_cache_hits_total")) - before; cached && hits < 4 {
 						t.Fatalf("%d of 5 checks answered from the cache, want most", hits)
 					}
 					if ending == "sign-out on the other instance" {
@@ -216,24 +215,6 @@ func TestTwoInstancesShareTheStore(t *testing.T) {
 			})
 		}
 	}
-}
-
-// cacheHits reads a's session_cache_hits_total.
-func cacheHits(t *testing.T, a *app) int {
-	t.Helper()
-	res, err := http.Get(a.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "session_cache_hits_total "); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return int(n)
-		}
-	}
-	return 0
 }
 
 // ownServer starts a server of this test's own for srv (the test stops and

@@ -48,6 +48,14 @@ func authorize(t *testing.T, p http.Handler) string {
 // redeem exchanges code and returns the status and the token error, if any.
 func redeem(t *testing.T, p http.Handler, code string) (int, string) {
 	t.Helper()
+	status, e, _ := exchange(t, p, code)
+	return status, e
+}
+
+// exchange redeems code and returns the status, the token error and the
+// access token.
+func exchange(t *testing.T, p http.Handler, code string) (int, string, string) {
+	t.Helper()
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
 		"code_verifier": {verifier}, "client_id": {"c"}, "client_secret": {"s"}}
 	r := httptest.NewRequest(http.MethodPost, "/demo-idp/token", strings.NewReader(form.Encode()))
@@ -55,14 +63,15 @@ func redeem(t *testing.T, p http.Handler, code string) (int, string) {
 	w := httptest.NewRecorder()
 	p.ServeHTTP(w, r)
 	var body struct {
-		Error   string `json:"error"`
-		IDToken string `json:"id_token"`
+		Error       string `json:"error"`
+		IDToken     string `json:"id_token"`
+		AccessToken string `json:"access_token"`
 	}
 	_ = json.Unmarshal(w.Body.Bytes(), &body)
 	if w.Code == http.StatusOK && body.IDToken == "" {
 		t.Fatalf("token response without an ID token: %s", w.Body)
 	}
-	return w.Code, body.Error
+	return w.Code, body.Error, body.AccessToken
 }
 
 // TestSameSeedActsAsOneProvider: the demo login behind a load balancer.
@@ -137,19 +146,11 @@ func TestRedeemedCodesAreBounded(t *testing.T) {
 func TestUserInfo(t *testing.T) {
 	p := newProvider(t, "0123456789abcdef0123456789abcdef")
 	code := authorize(t, p)
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
-		"code_verifier": {verifier}, "client_id": {"c"}, "client_secret": {"s"}}
-	r := httptest.NewRequest(http.MethodPost, "/demo-idp/token", strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	w := httptest.NewRecorder()
-	p.ServeHTTP(w, r)
-	var tok struct {
-		AccessToken string `json:"access_token"`
+	status, _, access := exchange(t, p, code)
+	if status != http.StatusOK || access == "" {
+		t.Fatalf("token response: %d, access token %q", status, access)
 	}
-	if err := json.Unmarshal(w.Body.Bytes(), &tok); err != nil || tok.AccessToken == "" {
-		t.Fatalf("token response: %d %s", w.Code, w.Body)
-	}
-	for name, bearer := range map[string]string{"access token": tok.AccessToken, "code": code, "garbage": "x", "none": ""} {
+	for name, bearer := range map[string]string{"access token": access, "code": code, "garbage": "x", "none": ""} {
 		r := httptest.NewRequest(http.MethodGet, "/demo-idp/userinfo", nil)
 		if bearer != "" {
 			r.Header.Set("Authorization", "Bearer "+bearer)

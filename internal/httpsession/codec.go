@@ -121,17 +121,14 @@ func (c *Codec) EncodeCookie(name, token string) (string, error) {
 // (tampered, truncated, foreign secret, wrong shape) is an error; callers
 // treat it as "no session".
 func (c *Codec) DecodeCookie(name, value string) (string, error) {
-	if !canonical(value) {
-		return "", errors.New("cookie value is not canonical base64")
-	}
-	var raw []byte
-	if err := securecookie.DecodeMulti(name, value, &raw, c.cookies...); err != nil {
+	token, err := c.DecodeValue(name, value)
+	if err != nil {
 		return "", err
 	}
-	if !validToken(string(raw)) {
+	if !validToken(token) {
 		return "", errors.New("malformed session token")
 	}
-	return string(raw), nil
+	return token, nil
 }
 
 // EncodeValue signs a short value of the app's own (a one-time notice)
@@ -140,7 +137,8 @@ func (c *Codec) EncodeValue(name, value string) (string, error) {
 	return securecookie.EncodeMulti(name, []byte(value), c.cookies...)
 }
 
-// DecodeValue verifies a value EncodeValue signed for name.
+// DecodeValue verifies a value EncodeValue (or EncodeCookie) signed for
+// name.
 func (c *Codec) DecodeValue(name, value string) (string, error) {
 	if !canonical(value) {
 		return "", errors.New("cookie value is not canonical base64")

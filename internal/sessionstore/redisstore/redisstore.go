@@ -221,7 +221,7 @@ func NewTracked(opts Options) (*Tracked, error) {
 		}
 		return &Tracked{Store: s, feed: startClusterTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger, reload)}, nil
 	}
-	return &Tracked{Store: s, feed: startTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger)}, nil
+	return &Tracked{Store: s, feed: startTracker(opts.Tracking, s.prefix, &s.followers, opts.Logger, false)}, nil
 }
 
 // Follow implements sessionstore.ChangeFeed.

@@ -65,9 +65,9 @@ type tracker struct {
 	current   atomic.Pointer[redis.PubSub]
 }
 
-func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessionstore.Followers, logger *slog.Logger) *tracker {
+func startTracker(opts *redis.UniversalOptions, prefix string, followers *sessionstore.Followers, logger *slog.Logger, quiet bool) *tracker {
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &tracker{prefix: prefix, followers: followers, logger: logger, cancel: cancel,
+	t := &tracker{prefix: prefix, followers: followers, logger: logger, cancel: cancel, quiet: quiet,
 		done: make(chan struct{}), epoch: time.Now(), master: opts.MasterName, node: strings.Join(opts.Addrs, ",")}
 	if opts.MasterName != "" {
 		t.node = opts.MasterName
@@ -413,9 +413,7 @@ func (c *clusterTracker) place(ctx context.Context) error {
 		if c.byAddr[addr] == nil {
 			o := redis.UniversalOptions{Addrs: []string{addr}, Username: c.opts.Username, Password: c.opts.Password, TLSConfig: c.opts.TLSConfig,
 				DialTimeout: c.opts.DialTimeout, ReadTimeout: c.opts.ReadTimeout, WriteTimeout: c.opts.WriteTimeout}
-			t := startTracker(&o, c.prefix, c.followers, c.logger)
-			t.quiet = true
-			c.byAddr[addr] = t
+			c.byAddr[addr] = startTracker(&o, c.prefix, c.followers, c.logger, true)
 			changed = true
 		}
 	}
