@@ -40,6 +40,7 @@ type OIDC struct {
 	op         *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	origins    []string // SignOutOrigins, once made
 }
 
 var _ LogoutProvider = (*OIDC)(nil)
@@ -136,6 +137,7 @@ func (p *OIDC) discover(ctx context.Context) (discovered, error) {
 	p.mu.Lock()
 	if p.op == nil {
 		p.op, p.verifier, p.endSession = op, op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}), extra.EndSession
+		p.origins = nil // made again with the end_session_endpoint's
 	}
 	d = discovered{p.op, p.verifier, p.endSession}
 	p.mu.Unlock()
@@ -145,20 +147,21 @@ func (p *OIDC) discover(ctx context.Context) (discovered, error) {
 // SignOutOrigins implements LogoutProvider. The issuer's origin is known
 // without discovery, so pages served before this process has discovered
 // the provider (after a restart) still allow the usual case, an
-// end_session_endpoint on the issuer's host.
+// end_session_endpoint on the issuer's host. Every page asks, so the list
+// is made once, and again only when discovery finds another origin.
 func (p *OIDC) SignOutOrigins() []string {
 	p.mu.Lock()
-	end := p.endSession
-	p.mu.Unlock()
-	var out []string
-	for _, raw := range []string{p.cfg.Issuer, end} {
-		if u, err := url.Parse(raw); err == nil && u.Host != "" {
-			if o := u.Scheme + "://" + u.Host; !slices.Contains(out, o) {
-				out = append(out, o)
+	defer p.mu.Unlock()
+	if p.origins == nil {
+		for _, raw := range []string{p.cfg.Issuer, p.endSession} {
+			if u, err := url.Parse(raw); err == nil && u.Host != "" {
+				if o := u.Scheme + "://" + u.Host; !slices.Contains(p.origins, o) {
+					p.origins = append(p.origins, o)
+				}
 			}
 		}
 	}
-	return out
+	return p.origins
 }
 
 func (p *OIDC) oauth2Config(op *oidc.Provider) *oauth2.Config {

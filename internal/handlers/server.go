@@ -422,15 +422,17 @@ func (s *server) securityHeaders() echo.MiddlewareFunc {
 // at a provider's end_session_endpoint (browsers apply form-action to a
 // form's redirects too).
 func (s *server) contentSecurityPolicy() string {
-	formAction := "'self'"
+	var b strings.Builder
+	b.WriteString("default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 	for _, p := range s.Providers {
 		if lp, ok := p.(auth.LogoutProvider); ok {
 			for _, o := range lp.SignOutOrigins() {
-				formAction += " " + o
+				b.WriteString(" ")
+				b.WriteString(o)
 			}
 		}
 	}
-	return "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action " + formAction
+	return b.String()
 }
 
 func (s *server) stopping() bool {
