@@ -86,12 +86,12 @@ const maxPendingLogins = 5
 // handful of signature checks, no store call and no response header.
 func (s *server) clearAbandonedLogins(c echo.Context) error {
 	r := c.Request()
-	pending := httpsession.CookieNames(r, s.cookies.name(r, flowCookie))
+	pending := httpsession.CookieNames(r, s.cookies.name(r, flowCookie), maxPendingLogins)
 	if len(pending) < maxPendingLogins {
 		return nil
 	}
 	cleared := 0
-	for _, name := range pending[len(pending)-maxPendingLogins:] { // browsers send newer cookies last
+	for _, name := range pending {
 		ok, err := s.sessions.Drop(c.Response(), r, name)
 		if err != nil {
 			return err

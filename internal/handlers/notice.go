@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"example.com/oauth-sessions/internal/httpsession"
 )
 
 // A notice is a one-time message for the next page a browser sees ("You
@@ -32,14 +34,14 @@ func (s *server) setNotice(c echo.Context, text string) {
 func (s *server) takeNotice(c echo.Context) string {
 	r := c.Request()
 	name := s.cookies.name(r, noticeCookie)
-	ck, err := r.Cookie(name)
-	if err != nil {
+	value, ok := httpsession.Cookie(r, name)
+	if !ok {
 		return ""
 	}
 	opts := s.cookies.attributes(r)
 	http.SetCookie(c.Response(), &http.Cookie{Name: name, Value: "", Path: opts.Path, MaxAge: -1,
 		HttpOnly: true, Secure: opts.Secure, SameSite: opts.SameSite})
-	text, err := s.Codec.DecodeValue(name, ck.Value)
+	text, err := s.Codec.DecodeValue(name, value)
 	if err != nil || len(text) > 500 {
 		return ""
 	}

@@ -22,7 +22,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.Use(noStore)
 	e.Use(middleware.BodyLimit("64K"))
 	e.Use(s.crossOriginProtection()) // every POST/PUT/PATCH/DELETE below
-	e.Use(parseCookies, session.Middleware(s.sessions))
+	e.Use(session.Middleware(s.sessions))
 
 	// Public.
 	e.GET("/", s.home())

@@ -342,15 +342,6 @@ func clip(s string, n int) string {
 	return b.String()
 }
 
-// parseCookies reads the Cookie header once per request, for every
-// session lookup after it.
-func parseCookies(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		c.SetRequest(httpsession.ParseCookies(c.Request()))
-		return next(c)
-	}
-}
-
 // noStore marks every response not to be cached: pages and API answers
 // show or change a session, and a shared cache or the Back button must
 // never replay them. It is the one place Cache-Control is set; the static

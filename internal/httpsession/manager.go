@@ -135,74 +135,6 @@ func stateOf(s *sessions.Session) *state {
 	return st
 }
 
-type jarKey struct{}
-
-// jar is a request's cookies, parsed on first use, then kept.
-type jar struct {
-	req    *http.Request
-	once   sync.Once
-	values map[string]string // the first cookie of each name, as r.Cookie reads it
-	names  []string          // in the order the browser sent them: older first
-}
-
-func (j *jar) parse() *jar {
-	j.once.Do(func() {
-		all := j.req.Cookies()
-		j.values, j.names = make(map[string]string, len(all)), make([]string, 0, len(all))
-		for _, c := range all {
-			if _, seen := j.values[c.Name]; !seen {
-				j.values[c.Name] = c.Value
-				j.names = append(j.names, c.Name)
-			}
-		}
-		j.req = nil
-	})
-	return j
-}
-
-// ParseCookies makes the request's Cookie header parsed at most once, on
-// the first lookup: the manager then looks cookies up in the result rather
-// than parsing the header again per lookup (quadratic for a request with
-// thousands of cookies), and a request refused before any session lookup
-// (a rate limit) never parses it at all.
-func ParseCookies(r *http.Request) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), jarKey{}, &jar{req: r}))
-}
-
-// cookie returns the value of the request's cookie called name.
-func cookie(r *http.Request, name string) (string, bool) {
-	if j, ok := r.Context().Value(jarKey{}).(*jar); ok {
-		v, ok := j.parse().values[name]
-		return v, ok
-	}
-	c, err := r.Cookie(name)
-	if err != nil {
-		return "", false
-	}
-	return c.Value, true
-}
-
-// CookieNames returns the names of the request's cookies that start with
-// prefix, in the order the browser sent them (browsers send older cookies
-// first).
-func CookieNames(r *http.Request, prefix string) []string {
-	var names []string
-	if j, ok := r.Context().Value(jarKey{}).(*jar); ok {
-		names = j.parse().names
-	} else {
-		for _, c := range r.Cookies() {
-			names = append(names, c.Name)
-		}
-	}
-	var out []string
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // Drop ends the session the request's cookie called name refers to, if
 // that cookie is one this app signed: its record is deleted and the cookie
 // cleared. A cookie that does not verify is left alone (and reported to
@@ -212,7 +144,7 @@ func (m *Manager) Drop(w http.ResponseWriter, r *http.Request, name string) (boo
 	if err != nil {
 		return false, err
 	}
-	value, ok := cookie(r, name)
+	value, ok := Cookie(r, name)
 	if !ok {
 		return false, nil
 	}
@@ -252,7 +184,7 @@ func (m *Manager) New(r *http.Request, name string) (*sessions.Session, error) {
 		return s, err
 	}
 	s := m.empty(r, name, kind)
-	value, ok := cookie(r, name)
+	value, ok := Cookie(r, name)
 	if !ok {
 		return s, nil
 	}
@@ -335,7 +267,7 @@ func (m *Manager) Take(r *http.Request, name string) (*sessions.Session, error) 
 		return nil, err
 	}
 	s := m.empty(r, name, kind)
-	value, ok := cookie(r, name)
+	value, ok := Cookie(r, name)
 	if !ok {
 		return s, nil
 	}
