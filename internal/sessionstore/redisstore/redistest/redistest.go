@@ -129,13 +129,25 @@ func RedisSentinel(t testing.TB) *Sentinel {
 		}
 		return []string{conf}
 	})
-	// Wait until the sentinel knows the master.
+	// Wait until the sentinel knows the master and its replica, in sync. A
+	// sentinel learns of replicas from the master's INFO, which it asks for
+	// every 10 s: a master that dies before then leaves it nothing to
+	// promote, and it retries only after twice the failover timeout.
 	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
 	defer c.Close()
-	testservers.WaitUntil(t, 20*time.Second, func() bool {
+	testservers.WaitUntil(t, 30*time.Second, func() bool {
 		addr, err := c.GetMasterAddrByName(context.Background(), name).Result()
-		return err == nil && len(addr) == 2
-	}, "the sentinel knowing master %s", name)
+		if err != nil || len(addr) != 2 {
+			return false
+		}
+		replicas, err := c.Replicas(context.Background(), name).Result()
+		for _, r := range replicas {
+			if r["port"] == fmt.Sprint(rport) && r["flags"] == "slave" && r["master-link-status"] == "ok" {
+				return err == nil
+			}
+		}
+		return false
+	}, "the sentinel knowing master %s and its replica", name)
 	return &Sentinel{Master: master, Replica: replica, Sentinel: sentinel, MasterName: name}
 }
 
