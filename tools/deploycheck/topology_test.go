@@ -186,6 +186,27 @@ func TestScaleTopology(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+
+	// A header stuffed with 2,500 made-up cookies (30 KB) is refused by
+	// nginx (its default: no header line over 8 KB, which deploy/nginx.conf
+	// leaves as it is) and never reaches the app, which would take it
+	// (docs/deploy.md).
+	var fake strings.Builder
+	for i := range 2500 {
+		fmt.Fprintf(&fake, "oauth_%04x=x; ", i)
+	}
+	for target, want := range map[string]int{base: http.StatusBadRequest, "http://" + apps["app1"].addr: http.StatusUnauthorized} {
+		req, _ := http.NewRequest(http.MethodGet, target+"/api/auth/me", nil)
+		req.Header.Set("Cookie", fake.String())
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("GET %s/api/auth/me with a 30 KB Cookie header = %d, want %d", target, res.StatusCode, want)
+		}
+	}
 }
 
 // startNginx runs deploy/nginx.conf, as the lb service mounts it, inside a
