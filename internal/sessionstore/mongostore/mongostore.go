@@ -292,18 +292,24 @@ func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 // the expiry here: the server's TTL monitor runs only about once a minute,
 // and some compatible servers are far slower with a compound filter.
 func (s *Store) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
-	var d doc
-	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return sessionstore.Entry{}, false, nil
-	}
+	d, found, err := s.byID(ctx, key)
 	if err != nil {
 		return sessionstore.Entry{}, false, fmt.Errorf("mongo find: %w", err)
 	}
-	if !s.opts.Now().Before(d.ExpiresAt) {
+	if !found || !s.opts.Now().Before(d.ExpiresAt) {
 		return sessionstore.Entry{}, false, nil
 	}
 	return d.entry(), true, nil
+}
+
+// byID reads the document stored under key, expired or not.
+func (s *Store) byID(ctx context.Context, key string) (doc, bool, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return doc{}, false, nil
+	}
+	return d, err == nil, err
 }
 
 // Save implements sessionstore.Store.
@@ -332,13 +338,12 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 // v1 among them). A document replaced in between is read again.
 func (s *Store) Take(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
 	for {
-		var d doc
-		err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return sessionstore.Entry{}, false, nil
-		}
+		d, found, err := s.byID(ctx, key)
 		if err != nil {
 			return sessionstore.Entry{}, false, fmt.Errorf("mongo take: %w", err)
+		}
+		if !found {
+			return sessionstore.Entry{}, false, nil
 		}
 		res, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "data", Value: d.Data}, {Key: "expiresAt", Value: d.ExpiresAt}})
 		if err != nil {
