@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -26,6 +27,13 @@ import (
 var bins string // folder of the built binaries, set by TestMain
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Everything here runs the built binaries, most with a browser:
+		// none of it is in the fast lane (make unit).
+		fmt.Println("e2e: not in the fast lane (go test -short); ./scripts/test runs it")
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,21 +61,17 @@ const (
 // startProvider runs the development provider as its own server process.
 func startProvider(t *testing.T) string {
 	t.Helper()
-	port := testservers.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	testservers.Start(t, "devidp", filepath.Join(bins, "devidp"), port,
-		[]string{"-addr", addr, "-client-id", clientID, "-client-secret", clientSecret}, nil)
-	return "http://" + addr
+	p := testservers.StartApp(t, "devidp", filepath.Join(bins, "devidp"),
+		[]string{"-addr", "127.0.0.1:0", "-client-id", clientID, "-client-secret", clientSecret}, nil)
+	return p.URL()
 }
 
-// startApp runs the built binary with env (KEY=value) plus the basics.
+// startApp runs the built binary with env (KEY=value) plus the basics, on
+// a port it picks (its base URL follows), and returns it and its URL.
 func startApp(t *testing.T, issuer string, env ...string) (*testservers.Proc, string) {
 	t.Helper()
-	port := testservers.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	all := append([]string{
-		"PORT=" + fmt.Sprint(port), "BASE_URL=" + base, "SESSION_SECRET=" + secret,
-		"DATA_DIR=" + t.TempDir(), "SESSION_TTL=1h",
+		"SESSION_SECRET=" + secret, "DATA_DIR=" + t.TempDir(), "SESSION_TTL=1h",
 		// The browser tests and the crash test sign in many times from one
 		// address.
 		"LOGIN_RATE_LIMIT=1000000", "LOGIN_RATE_BURST=1000000", "LOGIN_START_MAX_PER_SECOND=1000000",
@@ -75,8 +79,8 @@ func startApp(t *testing.T, issuer string, env ...string) (*testservers.Proc, st
 	if issuer != "" {
 		all = append(all, "GOOGLE_ISSUER_URL="+issuer, "GOOGLE_CLIENT_ID="+clientID, "GOOGLE_CLIENT_SECRET="+clientSecret)
 	}
-	p := testservers.Start(t, "web", filepath.Join(bins, "web"), port, []string{"-env-file", "/nonexistent"}, all)
-	return p, base
+	p := testservers.StartApp(t, "web", filepath.Join(bins, "web"), []string{"-env-file", "/nonexistent"}, all)
+	return p, p.URL()
 }
 
 // restart stops the app with SIGTERM, checks it exited cleanly, and starts

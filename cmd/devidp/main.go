@@ -5,6 +5,8 @@
 //
 //	devidp -addr 127.0.0.1:9000 -client-id demo -client-secret demo-secret
 //
+// (-addr 127.0.0.1:0 picks a free port; the "Server listening" line names it.)
+//
 // then run the app with GOOGLE_ISSUER_URL=http://127.0.0.1:9000,
 // GOOGLE_CLIENT_ID=demo and GOOGLE_CLIENT_SECRET=demo-secret.
 package main
@@ -15,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -43,19 +46,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Listen first: with port 0 (-addr 127.0.0.1:0) the issuer names the
+	// port the system picked, and the log line says where.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	if *issuer == "" {
-		*issuer = "http://" + *addr
+		*issuer = "http://" + ln.Addr().String()
 	}
 	p, err := devprovider.New(devprovider.Config{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintln(stdout, "devidp: OpenID Connect provider at", *issuer)
+	slog.New(slog.NewTextHandler(stdout, nil)).Info("Server listening", "addr", ln.Addr().String(), "issuer", *issuer)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

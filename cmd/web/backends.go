@@ -20,3 +20,15 @@ func backends() []sessionstore.Definition {
 		memstore.Definition(),
 	}
 }
+
+// persistentStoreNames names the built-in stores that keep sessions across
+// restarts, for the pages.
+func persistentStoreNames() []string {
+	var names []string
+	for _, d := range backends() {
+		if d.Persistent {
+			names = append(names, d.Name)
+		}
+	}
+	return names
+}

@@ -79,9 +79,7 @@ func benchApp(t *testing.T, bin string, env ...string) (*testservers.Proc, strin
 }
 
 func benchAppPinned(t *testing.T, pin bool, bin string, env ...string) (*testservers.Proc, string) {
-	port := testservers.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	all := append([]string{"PORT=" + fmt.Sprint(port), "BASE_URL=" + base, "SESSION_SECRET=" + secret,
+	all := append([]string{"SESSION_SECRET=" + secret,
 		"DATA_DIR=" + t.TempDir(), "SESSION_TTL=1h", "LOG_LEVEL=warn", "GOOGLE_CLIENT_ID=", "GOOGLE_CLIENT_SECRET=",
 		// The benchmarks sign in many times from one address; the flood
 		// section sets the defaults back.
@@ -92,8 +90,8 @@ func benchAppPinned(t *testing.T, pin bool, bin string, env ...string) (*testser
 		args = append([]string{"-c", appCPU, bin}, args...)
 		bin = "taskset"
 	}
-	p := testservers.Start(t, "web", bin, port, args, all)
-	return p, base
+	p := testservers.StartApp(t, "web", bin, args, all)
+	return p, p.URL()
 }
 
 // login runs the demo login (the app's built-in provider) and returns the

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
-	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -95,6 +95,7 @@ func TestMain(m *testing.M) {
 // app is one run of the program, started in-process through run().
 type app struct {
 	URL    string
+	addr   string // where it listens: a restart listens there again
 	env    map[string]string
 	cancel context.CancelFunc
 	done   chan error
@@ -118,15 +119,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int { return testservers.FreePort(t) }
-
 // baseEnv is the environment of an app signing in against p, keeping its
-// SQLite file and secret in dir.
+// SQLite file and secret in dir. It names no port: startApp hands the
+// program a listener on 127.0.0.1:0, and BASE_URL follows it.
 func baseEnv(t *testing.T, p *idp, dir string) map[string]string {
-	port := freePort(t)
 	return map[string]string{
-		"PORT":                 fmt.Sprint(port),
-		"BASE_URL":             fmt.Sprintf("http://127.0.0.1:%d", port),
 		"DATA_DIR":             dir,
 		"SESSION_SECRET":       testSecret,
 		"SESSION_TTL":          "1h",
@@ -140,13 +137,27 @@ func baseEnv(t *testing.T, p *idp, dir string) map[string]string {
 	}
 }
 
-// startApp runs the program with env and waits until /healthz answers.
+// startApp runs the program with env on a port the system picks and waits
+// until /healthz answers.
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
+	return startAppOn(t, env, "127.0.0.1:0")
+}
+
+// startAppOn runs the program with env, listening on addr (a restart
+// listens again where the app was), and waits until /healthz answers. The
+// test opens the listener and hands it to run: the address is known
+// before the program starts, and no port is probed and then bound.
+func startAppOn(t *testing.T, env map[string]string, addr string) *app {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{URL: "http://127.0.0.1:" + env["PORT"], env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	a := &app{URL: "http://" + ln.Addr().String(), addr: ln.Addr().String(), env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	getenv := func(k string) string { return env[k] }
-	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs) }()
+	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs, ln) }()
 	testservers.WaitUntil(t, 15*time.Second, func() bool {
 		select {
 		case err := <-a.done:
@@ -186,7 +197,7 @@ func (a *app) stop(t *testing.T) {
 func (a *app) restart(t *testing.T) *app {
 	t.Helper()
 	a.stop(t)
-	return startApp(t, a.env)
+	return startAppOn(t, a.env, a.addr)
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so each

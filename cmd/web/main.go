@@ -20,7 +20,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	// BEGIN remove:notes
+	"path/filepath"
+	// END remove:notes
 	"syscall"
 	"time"
 
@@ -30,6 +32,9 @@ import (
 	"example.com/oauth-sessions/internal/config"
 	"example.com/oauth-sessions/internal/handlers"
 	"example.com/oauth-sessions/internal/metrics"
+	// BEGIN remove:notes
+	"example.com/oauth-sessions/internal/notes"
+	// END remove:notes
 )
 
 func main() {
@@ -38,7 +43,7 @@ func main() {
 	// After the first signal a second one ends the process at once (an
 	// impatient Ctrl-C during the drain).
 	context.AfterFunc(ctx, stop)
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -46,7 +51,10 @@ func main() {
 
 // run is the whole program; everything it takes from the OS comes in as a
 // parameter so tests can start it in-process with their own environment.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// ln, when not nil, is the listener to serve on instead of the one
+// LISTEN_ADDR or PORT describe: a test opens 127.0.0.1:0 and knows the
+// address before the program starts, with no free port to guess.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ln net.Listener) error {
 	fset := flag.NewFlagSet("web", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	envFile := fset.String("env-file", ".env", "file of KEY=value lines read before the environment (the environment wins)")
@@ -59,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch cmd := fset.Arg(0); cmd {
 	case "", "serve":
-		return serve(ctx, getenv, stdout)
+		return serve(ctx, getenv, stdout, ln)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "sessions":
@@ -96,13 +104,22 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln net.Listener) error {
 	started := time.Now()
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg, stdout)
+	// Listen first: with port 0 the base URL (and so every provider's
+	// callback) names the port the system picked.
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			return fmt.Errorf("config: LISTEN_ADDR: cannot listen on %s: %w", cfg.ListenAddr, err)
+		}
+	}
+	defer ln.Close() // the server closes it too; this covers the failures before it serves
+	cfg.Listening(ln.Addr())
 
 	secrets, err := sessionSecrets(cfg, logger)
 	if err != nil {
@@ -135,6 +152,21 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 			"storeType", def.Name, "error", err)
 	}
 	cancel()
+	// BEGIN remove:notes
+
+	// The app's own data: a database of its own, whatever the session store.
+	appDB := filepath.Join(cfg.DataDir, "app.db")
+	noteStore, err := notes.OpenSQLite(ctx, appDB, time.Now)
+	if err != nil {
+		return fmt.Errorf("open app database: %w", err)
+	}
+	defer func() {
+		if err := noteStore.Close(); err != nil {
+			logger.Warn("Closing app database failed", "error", err)
+		}
+	}()
+	logger.Info("Opened app database", "dbPath", appDB)
+	// END remove:notes
 
 	tmpl, err := template.ParseFS(oauthsessions.Files, "web/templates/*.html")
 	if err != nil {
@@ -148,9 +180,14 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	loginLimit, ceiling := loginLimits(cfg, backend, def, logger)
 	logoutLimit, logoutCeiling := logoutLimits()
 	deps := handlers.Deps{
-		LoginLimit: loginLimit, LoginCeiling: ceiling, LogoutLimit: logoutLimit, LogoutCeiling: logoutCeiling,
+		AppName:          cfg.AppName,
+		PersistentStores: persistentStoreNames(),
+		LoginLimit:       loginLimit, LoginCeiling: ceiling, LogoutLimit: logoutLimit, LogoutCeiling: logoutCeiling,
 		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, StorePersistent: def.Persistent, StartedAt: started,
 		Codec: codec, Metrics: m,
+		// BEGIN remove:notes
+		Notes: noteStore,
+		// END remove:notes
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
@@ -170,7 +207,6 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 
 	srv := &http.Server{
-		Addr:              net.JoinHostPort("", strconv.Itoa(cfg.Port)),
 		Handler:           handlers.New(deps),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -182,11 +218,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		MaxHeaderBytes: 32 << 10, // a larger header gets 431
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", srv.Addr)
-	if err != nil {
-		return fmt.Errorf("config: PORT: cannot listen on %s: %w", srv.Addr, err)
-	}
 	ln = limitConnections(srv, ln, cfg.MaxConnections)
+	// The line that says the server is ready, and where: tests and scripts
+	// that start it with port 0 read the address from it.
 	logger.Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", def.Name,
 		"environment", cfg.Env, "maxConnections", cfg.MaxConnections)
 
@@ -219,15 +253,29 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 }
 
 // healthcheck asks the local server's /healthz; the container image has no
-// shell tools, so the binary checks itself.
+// shell tools, so the binary checks itself. It reads LISTEN_ADDR and PORT
+// as the server does.
 func healthcheck(ctx context.Context, getenv func(string) string) error {
-	port := getenv("PORT")
+	host, port := "127.0.0.1", getenv("PORT")
 	if port == "" {
 		port = "8080"
 	}
+	if addr := getenv("LISTEN_ADDR"); addr != "" {
+		h, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("healthcheck: LISTEN_ADDR: %w", err)
+		}
+		port = p
+		if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+			host = h
+		}
+	}
+	if port == "0" {
+		return errors.New("healthcheck: the server picks its port (port 0); check the address its log names")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
 	if err != nil {
 		return err
 	}

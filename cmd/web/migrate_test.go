@@ -192,7 +192,7 @@ func runSessions(t *testing.T, env map[string]string, args ...string) (string, e
 	// os.Stdout and os.Stderr are.
 	var out, errOut syncBuffer
 	err := run(context.Background(), append([]string{"-env-file", "/nonexistent", "sessions"}, args...),
-		func(k string) string { return env[k] }, &out, &errOut)
+		func(k string) string { return env[k] }, &out, &errOut, nil)
 	return out.String() + errOut.String(), err
 }
 

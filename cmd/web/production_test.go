@@ -172,7 +172,7 @@ func TestBadConfigFailsWithOneLine(t *testing.T) {
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-env-file", "/nonexistent"}, func(k string) string {
 		return map[string]string{"SESSION_STORE": "postgres"}[k]
-	}, &out, io.Discard)
+	}, &out, io.Discard, nil)
 	if err == nil || strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "config: SESSION_STORE:") {
 		t.Fatalf("run with a bad SESSION_STORE = %v; want one line naming SESSION_STORE", err)
 	}
@@ -180,18 +180,46 @@ func TestBadConfigFailsWithOneLine(t *testing.T) {
 
 func TestHealthcheckCommand(t *testing.T) {
 	p := startIDP(t)
-	env := baseEnv(t, p, t.TempDir())
-	startApp(t, env)
-	check := func(port string) error {
+	a := startApp(t, baseEnv(t, p, t.TempDir()))
+	_, port, _ := net.SplitHostPort(a.addr)
+	check := func(env ...string) error {
 		return run(context.Background(), []string{"-env-file", "/nonexistent", "healthcheck"},
-			func(k string) string { return map[string]string{"PORT": port}[k] }, io.Discard, io.Discard)
+			func(k string) string { return envOf(env...)[k] }, io.Discard, io.Discard, nil)
 	}
-	if err := check(env["PORT"]); err != nil {
-		t.Fatalf("healthcheck against a running app: %v", err)
+	if err := check("PORT", port); err != nil {
+		t.Fatalf("healthcheck against a running app (PORT): %v", err)
 	}
-	if err := check(fmt.Sprint(freePort(t))); err == nil {
+	if err := check("LISTEN_ADDR", a.addr, "PORT", "1"); err != nil {
+		t.Fatalf("healthcheck against a running app (LISTEN_ADDR wins over PORT): %v", err)
+	}
+	if err := check("PORT", closedPort(t)); err == nil {
 		t.Fatal("healthcheck against a closed port succeeded")
 	}
+	if err := check("LISTEN_ADDR", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "port 0") {
+		t.Fatalf("healthcheck with port 0 = %v, want an error that says the port is picked at start", err)
+	}
+}
+
+// closedPort returns a loopback port nothing listens on (it was free a
+// moment ago): for checks that a client fails, never for a server.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// envOf is a map of KEY, value pairs.
+func envOf(kv ...string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
 }
 
 // TestSmallHardening: HEAD wherever GET works; a client's request id only

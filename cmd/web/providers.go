@@ -57,7 +57,7 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 	issuer := base + devProviderPath
 	dev, err := devprovider.New(devprovider.Config{
 		Issuer: issuer, ClientID: "demo-client", ClientSecret: clientSecret,
-		RedirectURIs: []string{callback("demo")}, Seed: seed[:32], AppName: "OAuth sessions (this app)",
+		RedirectURIs: []string{callback("demo")}, Seed: seed[:32], AppName: cfg.AppName,
 		PostLogoutRedirectURIs: []string{base + "/"},
 	})
 	if err != nil {

@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,10 +28,16 @@ import (
 // Config is everything the program takes from its environment, but for the
 // chosen backend's own settings.
 type Config struct {
-	Port    int
-	Env     string // "development" or "production"
-	BaseURL *url.URL
-	DataDir string
+	// ListenAddr is where the server listens (LISTEN_ADDR, else ":PORT");
+	// a port of 0 lets the system pick one (see Listening).
+	ListenAddr string
+	AppName    string // the pages' title and brand
+	Env        string // "development" or "production"
+	BaseURL    *url.URL
+	DataDir    string
+	// baseURLDefault: BASE_URL was not set, so BaseURL follows the port
+	// the server actually listens on.
+	baseURLDefault bool
 
 	SessionStore            string   // as given; sessionstore.Lookup resolves aliases
 	SessionSecrets          []string // newest first; empty in development means "generate one"
@@ -166,9 +174,15 @@ func IsExampleSecret(s string) bool {
 func Load(getenv func(string) string, stores []string) (*Config, error) {
 	r := envconfig.New(getenv)
 	c := &Config{}
-	c.Port = r.Int("PORT", 8080, 1, 65535)
+	port := r.Int("PORT", 8080, 0, 65535)
+	c.ListenAddr = listenAddr(r, port)
+	c.AppName = r.Str("APP_NAME", "OAuth sessions")
+	if len(c.AppName) > 64 {
+		r.Fail("APP_NAME", "%q is longer than 64 bytes (it is the pages' title)", c.AppName)
+	}
 	c.Env = r.OneOf("APP_ENV", "development", "development", "production")
-	c.BaseURL = baseURL(r, c.Port, c.Production())
+	c.baseURLDefault = r.Str("BASE_URL", "") == ""
+	c.BaseURL = baseURL(r, c.ListenAddr, c.Production())
 	c.DataDir = r.Str("DATA_DIR", "data")
 
 	c.SessionStore = r.OneOf("SESSION_STORE", stores[0], stores...)
@@ -263,12 +277,48 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	return c, nil
 }
 
-func baseURL(r *envconfig.Reader, port int, production bool) *url.URL {
-	raw := r.Str("BASE_URL", fmt.Sprintf("http://localhost:%d", port))
+// listenAddr reads LISTEN_ADDR (host:port), which wins over PORT; without
+// it the server listens on PORT on every address, as platforms that set
+// PORT expect.
+func listenAddr(r *envconfig.Reader, port int) string {
+	v := r.Str("LISTEN_ADDR", "")
+	if v == "" {
+		return net.JoinHostPort("", strconv.Itoa(port))
+	}
+	_, p, err := net.SplitHostPort(v)
+	if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 0 || n > 65535 {
+		r.Fail("LISTEN_ADDR", "%q is not host:port (e.g. 127.0.0.1:8080, :8080, or port 0 for any free port)", v)
+		return net.JoinHostPort("", strconv.Itoa(port))
+	}
+	return v
+}
+
+// defaultBaseURL is the URL people reach a server listening on addr at:
+// localhost for every address, else the host it listens on.
+func defaultBaseURL(addr string) *url.URL {
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
+}
+
+// Listening completes the configuration once the server listens on addr:
+// without BASE_URL, the base URL names the port actually bound (PORT=0 or
+// LISTEN_ADDR=127.0.0.1:0 pick a free one).
+func (c *Config) Listening(addr net.Addr) {
+	if c.baseURLDefault {
+		c.BaseURL = defaultBaseURL(addr.String())
+	}
+}
+
+func baseURL(r *envconfig.Reader, listen string, production bool) *url.URL {
+	def := defaultBaseURL(listen)
+	raw := r.Str("BASE_URL", def.String())
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		r.Fail("BASE_URL", "%q is not an absolute http(s) URL such as https://app.example.com", raw)
-		return &url.URL{Scheme: "http", Host: fmt.Sprintf("localhost:%d", port)}
+		return def
 	}
 	if production && u.Scheme != "https" {
 		r.Fail("BASE_URL", "%q must use https in production (secure cookies need it)", raw)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Port != 8080 || c.Env != "development" || c.BaseURL.String() != "http://localhost:8080" || c.DataDir != "data" ||
+	if c.ListenAddr != ":8080" || c.AppName != "OAuth sessions" || c.Env != "development" || c.BaseURL.String() != "http://localhost:8080" || c.DataDir != "data" ||
 		c.SessionStore != "sqlite" || c.SessionTTL != 10*time.Minute || c.GoogleIssuerURL != "https://accounts.google.com" || !c.DemoLogin {
 		t.Fatalf("defaults = %+v", c)
 	}
@@ -61,6 +62,29 @@ func TestDefaults(t *testing.T) {
 	if c, _ := load("PORT", "9090"); c.BaseURL.String() != "http://localhost:9090" {
 		t.Fatalf("BASE_URL default follows PORT: got %s", c.BaseURL)
 	}
+	if c, _ := load("LISTEN_ADDR", "127.0.0.1:9091", "PORT", "9090"); c.ListenAddr != "127.0.0.1:9091" || c.BaseURL.String() != "http://127.0.0.1:9091" {
+		t.Fatalf("LISTEN_ADDR wins over PORT and names the default base URL: %s, %s", c.ListenAddr, c.BaseURL)
+	}
+	// Port 0: the base URL follows the port the server gets, unless set.
+	for _, kv := range [][]string{{"PORT", "0"}, {"LISTEN_ADDR", "127.0.0.1:0"}, {"LISTEN_ADDR", "[::1]:0"}} {
+		c, err := load(kv...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Listening(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234})
+		if c.BaseURL.String() != "http://127.0.0.1:41234" && !(kv[1] == "0" && c.BaseURL.String() == "http://localhost:41234") {
+			t.Fatalf("%s=%s, listening on :41234: base URL %s", kv[0], kv[1], c.BaseURL)
+		}
+	}
+	if c, _ := load("PORT", "0", "BASE_URL", "https://app.example.com"); func() bool {
+		c.Listening(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234})
+		return c.BaseURL.String() != "https://app.example.com"
+	}() {
+		t.Fatalf("BASE_URL set: the listener must not change it (got %s)", c.BaseURL)
+	}
+	if c, _ := load("APP_NAME", "Acme portal"); c.AppName != "Acme portal" {
+		t.Fatalf("APP_NAME = %q", c.AppName)
+	}
 	if c, _ := load("SESSION_STORE", "Other"); c.SessionStore != "other" {
 		t.Fatalf("SESSION_STORE=Other = %q, want other", c.SessionStore)
 	}
@@ -87,6 +111,11 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{[]string{"SESSION_STORE", "postgres"}, "SESSION_STORE", "sqlite, memory, other"},
 		{[]string{"PORT", "eighty"}, "PORT", "whole number"},
 		{[]string{"PORT", "70000"}, "PORT", "whole number"},
+		{[]string{"PORT", "-1"}, "PORT", "whole number from 0"},
+		{[]string{"LISTEN_ADDR", "8080"}, "LISTEN_ADDR", "not host:port"},
+		{[]string{"LISTEN_ADDR", "127.0.0.1:http"}, "LISTEN_ADDR", "not host:port"},
+		{[]string{"LISTEN_ADDR", "127.0.0.1:99999"}, "LISTEN_ADDR", "not host:port"},
+		{[]string{"APP_NAME", strings.Repeat("x", 65)}, "APP_NAME", "longer than 64"},
 		{[]string{"APP_ENV", "prod"}, "APP_ENV", "development, production"},
 		{[]string{"SESSION_TTL", "ten minutes"}, "SESSION_TTL", "not a duration"},
 		{[]string{"SESSION_TTL", "5s"}, "SESSION_TTL", "too short"},

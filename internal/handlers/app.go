@@ -69,8 +69,13 @@ func notSignedIn(echo.Context) error {
 // appHome is GET /app, the example page behind sign-in.
 func (s *server) appHome() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u := userOf(c)
-		return s.render(c, http.StatusOK, "app.html", appPage{page: page{Title: "Your app"}, User: u})
+		data := appPage{page: s.withNotice(c, "Your app"), User: userOf(c)}
+		// BEGIN remove:notes
+		if err := s.loadNotes(c, &data); err != nil {
+			return err
+		}
+		// END remove:notes
+		return s.render(c, http.StatusOK, "app.html", data)
 	}
 }
 

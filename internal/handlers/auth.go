@@ -317,7 +317,7 @@ func (s *server) me() echo.HandlerFunc {
 
 func (s *server) home() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		data := homePage{page: page{Title: "Sign in", Notice: s.takeNotice(c)}, Store: s.StoreName, Persistent: s.StorePersistent,
+		data := homePage{page: s.withNotice(c, "Sign in"), Store: s.StoreName, Persistent: s.StorePersistent, PersistentStores: orList(s.PersistentStores),
 			Demo: s.DevProvider != nil, Production: s.Production, SignIns: s.signInButtons(c.QueryParam("returnTo")), Started: s.when(s.StartedAt)}
 		sess, user, ok, err := s.currentUser(c)
 		if err != nil {

@@ -22,6 +22,9 @@ import (
 	"example.com/oauth-sessions/internal/handlers"
 	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/metrics"
+	// BEGIN remove:notes
+	"example.com/oauth-sessions/internal/notes"
+	// END remove:notes
 	"example.com/oauth-sessions/internal/sessionstore/memstore"
 )
 
@@ -36,6 +39,9 @@ type testApp struct {
 	store   *memstore.Store
 	codec   *httpsession.Codec
 	logs    *bytes.Buffer
+	// BEGIN remove:notes
+	notes *notes.SQLite // in a file of the test's, on its clock
+	// END remove:notes
 }
 
 func newApp(tb testing.TB, withCache bool) *testApp {
@@ -67,7 +73,8 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 	logs := &bytes.Buffer{}
 	m := metrics.New()
 	baseURL, _ := url.Parse(base)
-	h := handlers.New(handlers.Deps{
+	a := &testApp{clock: clock, store: store, codec: codec, logs: logs}
+	d := handlers.Deps{
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Backend: m.Store("memory", store), Cache: cache, StoreName: "memory",
 		Codec: codec, Metrics: m, Now: clock.Now,
 		Providers: []auth.Provider{auth.NewOIDC(auth.OIDCConfig{Name: "demo", Label: "Development provider", Issuer: base + "/demo-idp", ClientID: "demo",
@@ -75,8 +82,16 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 		DevProvider: dev, DevProviderPath: "/demo-idp",
 		BaseURL: baseURL, SessionTTL: time.Hour, TouchAfter: time.Minute,
 		Templates: tmpl, Static: static,
-	})
-	return &testApp{handler: h, clock: clock, store: store, codec: codec, logs: logs}
+	}
+	// BEGIN remove:notes
+	if a.notes, err = notes.OpenSQLite(tb.Context(), tb.TempDir()+"/app.db", clock.Now); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { a.notes.Close() })
+	d.Notes = a.notes
+	// END remove:notes
+	a.handler = handlers.New(d)
+	return a
 }
 
 // session saves a login session for id as a sign-in leaves it and returns

@@ -1,14 +1,17 @@
 package handlers
 
 import (
+	"strings"
+
 	"example.com/oauth-sessions/internal/auth"
 )
 
 // The data of each page template (web/templates): one type per page, so a
 // template and its handler agree on what the page shows.
 
-// page is what every page has.
+// page is what every page has; handlers start it with s.newPage.
 type page struct {
+	App    string // the app's name (APP_NAME): the brand and the title's end
 	Title  string
 	Notice string // a one-time message: "You have signed out."
 }
@@ -17,15 +20,18 @@ type homePage struct {
 	page
 	Store      string
 	Persistent bool // the store keeps sessions across restarts
-	SignIns    []signInButton
-	Demo       bool // the built-in demo login is offered
-	Production bool
-	StoreDown  bool           // the session store is not answering
-	User       *auth.Identity // nil: signed out
-	Provider   string         // how the user signed in, for people: "Google"
-	Created    when
-	Expires    when
-	Started    when // when this server process started
+	// PersistentStores names the built-in stores that keep sessions
+	// across restarts, for people: "sqlite, redis or mongo".
+	PersistentStores string
+	SignIns          []signInButton
+	Demo             bool // the built-in demo login is offered
+	Production       bool
+	StoreDown        bool           // the session store is not answering
+	User             *auth.Identity // nil: signed out
+	Provider         string         // how the user signed in, for people: "Google"
+	Created          when
+	Expires          when
+	Started          when // when this server process started
 	// Survived: the session is older than this server process, so it
 	// outlived a restart.
 	Survived bool
@@ -61,6 +67,9 @@ type sessionRow struct {
 type appPage struct {
 	page
 	User auth.Identity
+	// BEGIN remove:notes
+	Notes []noteRow // newest first
+	// END remove:notes
 }
 
 type errorPage struct {
@@ -69,4 +78,12 @@ type errorPage struct {
 	Detail    string
 	RequestID string
 	Retry     string // a link that tries again, when there is one
+}
+
+// orList joins names for people: "a", "a or b", "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

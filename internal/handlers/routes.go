@@ -73,6 +73,14 @@ func addRoutes(e *echo.Echo, s *server) {
 	app.GET("", s.appHome())
 	appAPI := e.Group("/api/app", api)
 	appAPI.GET("/hello", s.hello())
+	// BEGIN remove:notes
+	// The notes (notes.go), the example of your app's own data.
+	app.POST("/notes", s.addNoteForm())
+	app.POST("/notes/:id/delete", s.deleteNoteForm())
+	appAPI.GET("/notes", s.listNotes())
+	appAPI.POST("/notes", s.addNote())
+	appAPI.DELETE("/notes/:id", s.deleteNote())
+	// END remove:notes
 
 	e.RouteNotFound("/*", func(echo.Context) error {
 		return echo.NewHTTPError(http.StatusNotFound, "There is nothing at this address: the link may be mistyped, or the page may have moved.")

@@ -25,12 +25,17 @@ import (
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/metrics"
+	// BEGIN remove:notes
+	"example.com/oauth-sessions/internal/notes"
+	// END remove:notes
 	"example.com/oauth-sessions/internal/ratelimit"
 	"example.com/oauth-sessions/internal/sessionstore"
 )
 
 // Deps is everything the handlers need.
 type Deps struct {
+	// AppName is the app's name on every page (APP_NAME).
+	AppName   string
 	Logger    *slog.Logger
 	Backend   sessionstore.Backend
 	Cache     *httpsession.Cache // nil: every session check reads the store
@@ -38,6 +43,9 @@ type Deps struct {
 	// StorePersistent: the store keeps sessions across restarts (the
 	// home page promises it only then).
 	StorePersistent bool
+	// PersistentStores are the built-in stores that keep sessions across
+	// restarts, the default first: the home page suggests them.
+	PersistentStores []string
 	// StartedAt is when this server process started: the home page shows
 	// it, and says so when a session is older.
 	StartedAt time.Time
@@ -74,6 +82,12 @@ type Deps struct {
 	// LogoutLimit and LogoutCeiling do the same for back-channel logout
 	// requests, which anyone can send and which cost a signature check.
 	LogoutLimit, LogoutCeiling ratelimit.Limiter
+	// BEGIN remove:notes
+
+	// Notes keeps each user's notes (notes.go): the example of the app's
+	// own data, in a database of its own whatever the session store.
+	Notes notes.Store
+	// END remove:notes
 }
 
 // server holds the dependencies and the session layer built on them.
@@ -256,7 +270,7 @@ func (s *server) handleError(err error, c echo.Context) {
 	if c.Request().Method != http.MethodGet {
 		retry = "" // only a GET can be tried again by a link
 	}
-	_ = s.render(c, status, "error.html", errorPage{page: page{Title: title}, Status: status, Detail: detail, RequestID: requestID(c), Retry: retry})
+	_ = s.render(c, status, "error.html", errorPage{page: s.newPage(title), Status: status, Detail: detail, RequestID: requestID(c), Retry: retry})
 }
 
 func (s *server) wantsJSON(c echo.Context) bool {
@@ -276,6 +290,19 @@ func requestID(c echo.Context) string {
 
 // render executes a page template; a template error is a 500 with a
 // plain message, logged.
+// newPage starts the data of a page called title.
+func (s *server) newPage(title string) page {
+	return page{App: s.AppName, Title: title}
+}
+
+// withNotice starts the data of a page that shows the request's one-time
+// notice, if it has one.
+func (s *server) withNotice(c echo.Context, title string) page {
+	p := s.newPage(title)
+	p.Notice = s.takeNotice(c)
+	return p
+}
+
 func (s *server) render(c echo.Context, status int, name string, data any) error {
 	var b bytes.Buffer
 	if err := s.Templates.ExecuteTemplate(&b, name, data); err != nil {

@@ -205,7 +205,7 @@ func (s *server) sessionsPage() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		data := sessionsPage{page: page{Title: "Your sessions", Notice: s.takeNotice(c)}, User: userOf(c), Store: s.StoreName}
+		data := sessionsPage{page: s.withNotice(c, "Your sessions"), User: userOf(c), Store: s.StoreName}
 		for _, m := range mine {
 			data.Sessions = append(data.Sessions, sessionRow{ID: m.ID, Current: m.Current, Device: deviceName(m.Device), Network: m.network,
 				Created: s.when(m.CreatedAt), LastSeen: s.when(m.LastSeenAt), Expires: s.when(m.ExpiresAt)})

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,9 +48,15 @@ type Proc struct {
 	bin      string
 	cmd      *exec.Cmd
 	log      *os.File
+	// reports: the process listens where LISTEN_ADDR says and names the
+	// address in its log (the app); Addr is read from there.
+	reports bool
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago, for
+// servers that cannot pick their own (redis-server, FerretDB, nginx), all
+// of which then bind 127.0.0.1 exactly as probed. The app never needs it:
+// it listens on 127.0.0.1:0 and says where (StartApp).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,10 +67,23 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// NotInFastLane skips a test that needs what (a server, a browser) when
+// the tests run with -short: the fast lane (make unit) runs every test
+// that needs none. ./scripts/test, which CI runs, never passes -short, so
+// there such a test always runs, and fails if what is missing.
+func NotInFastLane(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: not in the fast lane (go test -short); ./scripts/test runs it", what)
+	}
+}
+
 // Need returns the path of the server binary bin, failing the test (never
-// skipping it) with the install line when it is missing.
+// skipping it, but in the fast lane) with the install line when it is
+// missing.
 func Need(t testing.TB, bin, install string) string {
 	t.Helper()
+	NotInFastLane(t, bin)
 	if p, err := exec.LookPath(bin); err == nil {
 		return p
 	}
@@ -76,6 +96,19 @@ func (p *Proc) start(t testing.TB) {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Dir = p.Dir
 	cmd.Env = append(os.Environ(), p.env...)
+	logStart := int64(0)
+	if p.reports {
+		// The first start takes any free port; a restart listens again
+		// where the process was, as a restarted server does.
+		listen := "127.0.0.1:0"
+		if p.Addr != "" {
+			listen = p.Addr
+		}
+		cmd.Env = append(cmd.Env, "LISTEN_ADDR="+listen)
+		if st, err := p.log.Stat(); err == nil {
+			logStart = st.Size()
+		}
+	}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	// The server dies with the test binary, even if the test crashes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -83,7 +116,31 @@ func (p *Proc) start(t testing.TB) {
 		t.Fatalf("start %s: %v", p.Name, err)
 	}
 	p.cmd = cmd
+	if p.reports {
+		waitListening(t, p, logStart)
+		return
+	}
 	waitPort(t, p)
+}
+
+// listeningRe finds the address in the app's "Server listening" log line.
+var listeningRe = regexp.MustCompile(`msg="Server listening" addr=(\S+)`)
+
+// waitListening waits for the line in which the process says where it
+// listens (its log from offset on) and sets p.Addr from it.
+func waitListening(t testing.TB, p *Proc, offset int64) {
+	t.Helper()
+	WaitUntil(t, 20*time.Second, func() bool {
+		b, _ := os.ReadFile(p.log.Name())
+		if int64(len(b)) < offset {
+			return false
+		}
+		if m := listeningRe.FindSubmatch(b[offset:]); m != nil {
+			p.Addr = string(m[1])
+			return true
+		}
+		return false
+	}, "%s saying where it listens:\n%s", p.Name, procLogs{p})
 }
 
 func waitPort(t testing.TB, p *Proc) {
@@ -147,6 +204,28 @@ func Start(t testing.TB, name, bin string, port int, args, env []string) *Proc {
 	t.Helper()
 	return newProcEnv(t, name, bin, port, func(string) []string { return args }, env)
 }
+
+// StartApp runs one of the project's own servers, which pick their port
+// and name it in a "Server listening" log line: the app (cmd/web, told
+// LISTEN_ADDR=127.0.0.1:0) or the demo provider (cmd/devidp, given
+// -addr 127.0.0.1:0). It reads the address from the log, and stops the
+// server when the test ends. Start after Stop listens on the same address
+// again (the app).
+func StartApp(t testing.TB, name, bin string, args, env []string) *Proc {
+	t.Helper()
+	dir := t.TempDir()
+	log, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Name: name, Dir: dir, bin: bin, log: log, env: env, args: args, reports: true}
+	p.start(t)
+	t.Cleanup(func() { p.Stop(t); log.Close() })
+	return p
+}
+
+// URL is the app's base URL (http://Addr).
+func (p *Proc) URL() string { return "http://" + p.Addr }
 
 // StartIn is Start for servers whose arguments name the folder the
 // process runs in (its data, its configuration file).

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,12 +25,19 @@ type proc struct {
 	dir  string
 	addr string // where it listens, to know it is up
 	log  *os.File
+	// reports: the app, which picks its port (LISTEN_ADDR=127.0.0.1:0)
+	// and names it in its log; addr is read from there, and a restart
+	// listens there again.
+	reports bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan error
 }
 
+// freePort returns a loopback port that was free a moment ago: for the
+// servers that cannot pick their own (redis-server, FerretDB, nginx), which
+// then bind 127.0.0.1 exactly as probed. The app picks its own (startApp).
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -44,6 +52,9 @@ func freePort(t testing.TB) int {
 // line that installs it.
 func need(t testing.TB, name, install string, fallbacks ...string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: not in the fast lane (go test -short); ./scripts/test runs it", name)
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
@@ -59,22 +70,45 @@ func need(t testing.TB, name, install string, fallbacks ...string) string {
 
 func startProc(t *testing.T, name, bin, addr string, args, env []string) *proc {
 	t.Helper()
-	dir := t.TempDir()
-	log, err := os.Create(filepath.Join(dir, name+".log"))
+	return newProc(t, &proc{name: name, bin: bin, args: args, env: env, addr: addr})
+}
+
+// startApp runs the app's binary with env on a port it picks itself, and
+// reads where from its "Server listening" log line: no port is probed.
+func startApp(t *testing.T, name, bin string, env []string) *proc {
+	t.Helper()
+	return newProc(t, &proc{name: name, bin: bin, env: env, reports: true})
+}
+
+func newProc(t *testing.T, p *proc) *proc {
+	t.Helper()
+	p.dir = t.TempDir()
+	log, err := os.Create(filepath.Join(p.dir, p.name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: name, bin: bin, args: args, env: env, dir: dir, addr: addr, log: log}
+	p.log = log
 	p.start(t)
 	t.Cleanup(func() { p.stop(t); log.Close() })
 	return p
 }
+
+// listeningRe finds the address in the app's "Server listening" line.
+var listeningRe = regexp.MustCompile(`msg="Server listening" addr=(\S+)`)
 
 func (p *proc) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env, cmd.Dir = p.env, p.dir
 	cmd.Stdout, cmd.Stderr = p.log, p.log
+	offset := len(p.logs())
+	if p.reports {
+		listen := "127.0.0.1:0"
+		if p.addr != "" {
+			listen = p.addr // a restart: where it listened before
+		}
+		cmd.Env = append(append([]string{}, p.env...), "LISTEN_ADDR="+listen)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.name, err)
@@ -86,9 +120,19 @@ func (p *proc) start(t *testing.T) {
 	p.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if c, err := net.DialTimeout("tcp", p.addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return
+		addr := p.addr
+		if p.reports {
+			addr = ""
+			if m := listeningRe.FindStringSubmatch(p.logs()[offset:]); m != nil {
+				addr = m[1]
+			}
+		}
+		if addr != "" {
+			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+				c.Close()
+				p.addr = addr
+				return
+			}
 		}
 		select {
 		case err := <-done:

@@ -51,9 +51,6 @@ func TestScaleTopology(t *testing.T) {
 		if e["PORT"] != "8080" || e["BASE_URL"] != "http://localhost:8081" || e["DATA_DIR"] != "/data" || !strings.Contains(e["REDIS_URL"], "redis:6379") {
 			t.Fatalf("%s environment changed shape; update the rewrite below: %v", name, e)
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		_, appPort, _ := strings.Cut(addr, ":")
-		e["PORT"] = appPort
 		e["BASE_URL"] = base
 		e["REDIS_URL"] = strings.Replace(e["REDIS_URL"], "redis:6379", redisAddr, 1)
 		e["DATA_DIR"] = t.TempDir() // the volume
@@ -62,7 +59,9 @@ func TestScaleTopology(t *testing.T) {
 			environ = append(environ, k+"="+v)
 		}
 		sort.Strings(environ)
-		apps[name] = startProc(t, name, web, addr, nil, environ)
+		// The container's PORT stays; LISTEN_ADDR (which wins) puts the
+		// process on a loopback port it picks and names in its log.
+		apps[name] = startApp(t, name, web, environ)
 	}
 	startNginx(t, nginxBin, lbAddr, map[string]string{"app1:8080": apps["app1"].addr, "app2:8080": apps["app2"].addr})
 

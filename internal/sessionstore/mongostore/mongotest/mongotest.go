@@ -25,6 +25,7 @@ import (
 // then $PATH.
 func FerretDBBinary(t testing.TB) string {
 	t.Helper()
+	testservers.NotInFastLane(t, "FerretDB")
 	if p := os.Getenv("TEST_FERRETDB_BIN"); p != "" {
 		return p
 	}
@@ -58,6 +59,7 @@ func Mongo(t testing.TB) *testservers.Proc {
 // MONGODB_SESSION_URL is never read.
 func URL(t testing.TB, db string) (string, *testservers.Proc) {
 	t.Helper()
+	testservers.NotInFastLane(t, "a MongoDB server")
 	if u := os.Getenv("TEST_MONGODB_URL"); u != "" {
 		return u, nil
 	}

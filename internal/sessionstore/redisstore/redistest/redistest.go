@@ -157,6 +157,7 @@ func RedisSentinel(t testing.TB) *Sentinel {
 // tests at its Redis.
 func URL(t testing.TB) (string, *testservers.Proc) {
 	t.Helper()
+	testservers.NotInFastLane(t, "Redis")
 	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
 		return u, nil
 	}
