@@ -110,6 +110,52 @@ func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
 	}
 }
 
+// TestConfigurationDocListsExactlyWhatIsRead keeps docs/configuration.md in
+// step with the code and .env.example: every variable read is the name in
+// the first cell of a table row there, and every name there is read and
+// listed in .env.example. Rows, not prose: removing a backend from the
+// template deletes its rows.
+func TestConfigurationDocListsExactlyWhatIsRead(t *testing.T) {
+	read := map[string]bool{}
+	if err := readAll(func(k string) string {
+		if !strings.HasSuffix(k, "_FILE") { // any variable may come from a file
+			read[k] = true
+		}
+		return ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile("`([A-Z][A-Z0-9_]*)`")
+	documented := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, "|")
+		if !strings.HasPrefix(line, "|") || len(cells) < 3 {
+			continue
+		}
+		for _, m := range name.FindAllStringSubmatch(cells[1], -1) {
+			documented[m[1]] = true
+		}
+	}
+	set, commented := envExample(t)
+	for k := range read {
+		if !documented[k] {
+			t.Errorf("the app reads %s but docs/configuration.md has no row for it", k)
+		}
+	}
+	for k := range documented {
+		if !read[k] {
+			t.Errorf("docs/configuration.md lists %s but the app does not read it", k)
+		}
+		if _, ok := set[k]; !ok && !commented[k] {
+			t.Errorf("docs/configuration.md lists %s but .env.example does not", k)
+		}
+	}
+}
+
 // TestExampleSecretsAreRefused: every literal session secret shown in the
 // repository's docs and deployment files is one production refuses, so a
 // deployment that copied it does not start.

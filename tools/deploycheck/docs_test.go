@@ -41,10 +41,30 @@ func commands(t *testing.T, file string) []string {
 	return out
 }
 
-// TestDocsFollowTheFiles keeps docs/deploy.md and the README in step with
-// the compose file, the CLI and the configuration: every profile, service
-// and volume a command names exists, every `web sessions` subcommand
-// exists, every variable set exists.
+// docFiles returns the Markdown files whose commands are checked: the
+// README and every page in docs/ but the generated benchmarks.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"README.md"}
+	for _, p := range pages {
+		if name := filepath.Base(p); name != "benchmarks.md" {
+			files = append(files, "docs/"+name)
+		}
+	}
+	if !slices.Contains(files, "docs/deploy.md") {
+		t.Fatalf("found no docs/deploy.md among %v", files)
+	}
+	return files
+}
+
+// TestDocsFollowTheFiles keeps the README and the docs in step with the
+// compose file, the CLI and the configuration: every profile, service and
+// volume a command names exists, every `web sessions` subcommand exists,
+// every variable set exists.
 func TestDocsFollowTheFiles(t *testing.T) {
 	p := load(t, "redis", "mongo", "scale")
 	services := p.ServiceNames()
@@ -64,7 +84,7 @@ func TestDocsFollowTheFiles(t *testing.T) {
 	sessionsRe := regexp.MustCompile(`(?:/web|go run \./cmd/web) sessions ([a-z]+)`)
 	varRe := regexp.MustCompile(`(?:^|\s)([A-Z][A-Z0-9_]+)=`)
 	checked := 0
-	for _, file := range []string{"docs/deploy.md", "README.md"} {
+	for _, file := range docFiles(t) {
 		for _, c := range commands(t, file) {
 			for _, m := range profileRe.FindAllStringSubmatch(c, -1) {
 				checked++
