@@ -3,8 +3,12 @@ package main
 import (
 	"example.com/oauth-sessions/internal/sessionstore"
 	"example.com/oauth-sessions/internal/sessionstore/memstore"
+	// BEGIN remove:mongo
 	"example.com/oauth-sessions/internal/sessionstore/mongostore"
+	// END remove:mongo
+	// BEGIN remove:redis
 	"example.com/oauth-sessions/internal/sessionstore/redisstore"
+	// END remove:redis
 	"example.com/oauth-sessions/internal/sessionstore/sqlitestore"
 )
 
@@ -15,8 +19,12 @@ import (
 func backends() []sessionstore.Definition {
 	return []sessionstore.Definition{
 		sqlitestore.Definition(),
+		// BEGIN remove:redis
 		redisstore.Definition(),
+		// END remove:redis
+		// BEGIN remove:mongo
 		mongostore.Definition(),
+		// END remove:mongo
 		memstore.Definition(),
 	}
 }

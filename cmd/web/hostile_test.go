@@ -99,9 +99,9 @@ func TestHostileCookies(t *testing.T) {
 	}
 }
 
-// TestAtRest: what each store holds (the SQLite file, a dump of the Redis
-// keys, the Mongo documents) has neither the cookie's token nor user data
-// in plain text.
+// TestAtRest: what each store holds (the SQLite file, a dump of a store
+// server's data) has neither the cookie's token nor user data in plain
+// text.
 func TestAtRest(t *testing.T) {
 	p := startIDP(t)
 	for _, srv := range testbackends.All() {

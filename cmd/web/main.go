@@ -1,6 +1,6 @@
-// Command web is the app: an Echo server with sign-in through Google,
-// GitHub and any OpenID Connect provider, whose sessions live in the store
-// SESSION_STORE names.
+// Command web is the app: an Echo server with sign-in through the OAuth
+// and OpenID Connect providers it is configured for (providers.go), whose
+// sessions live in the store SESSION_STORE names.
 //
 //	web                serve (the default)
 //	web healthcheck    exit 0 if the server on PORT answers /healthz
@@ -25,6 +25,7 @@ import (
 	// END remove:notes
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/joho/godotenv"
 
@@ -97,11 +98,41 @@ func withEnvFile(path string, getenv func(string) string) (func(string) string, 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: clipAttr}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// maxLogValue bounds every value in a log line: errors can carry what a
+// provider sent (an error page of megabytes), and a line must stay a line.
+const maxLogValue = 1024
+
+// clipAttr shortens string and error values longer than maxLogValue,
+// saying how long they were.
+func clipAttr(_ []string, a slog.Attr) slog.Attr {
+	var s string
+	switch v := a.Value.Resolve(); {
+	case v.Kind() == slog.KindString:
+		s = v.String()
+	case v.Kind() == slog.KindAny:
+		err, ok := v.Any().(error)
+		if !ok {
+			return a
+		}
+		s = err.Error()
+	default:
+		return a
+	}
+	if len(s) <= maxLogValue {
+		return a
+	}
+	cut := maxLogValue
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return slog.String(a.Key, fmt.Sprintf("%s… (%d bytes in all)", s[:cut], len(s)))
 }
 
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln net.Listener) error {
@@ -177,12 +208,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		return fmt.Errorf("static files: %w", err)
 	}
 
-	loginLimit, ceiling := loginLimits(cfg, backend, def, logger)
-	logoutLimit, logoutCeiling := logoutLimits()
+	loginLocal, loginFresh, loginCeiling, loginShared := loginLimits(cfg, backend, def, logger)
+	logoutFailures, logoutVerifications := logoutLimits()
 	deps := handlers.Deps{
 		AppName:          cfg.AppName,
 		PersistentStores: persistentStoreNames(),
-		LoginLimit:       loginLimit, LoginCeiling: ceiling, LogoutLimit: logoutLimit, LogoutCeiling: logoutCeiling,
+		LoginLocal:       loginLocal, LoginFreshCeiling: loginFresh, LoginCeiling: loginCeiling, LoginShared: loginShared, LogoutFailures: logoutFailures, LogoutVerifications: logoutVerifications,
 		Logger: logger, Backend: backend, Cache: cache, StoreName: def.Name, StorePersistent: def.Persistent, StartedAt: started,
 		Codec: codec, Metrics: m,
 		// BEGIN remove:notes
@@ -207,9 +238,13 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 	}
 
 	srv := &http.Server{
-		Handler:           handlers.New(deps),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
+		Handler: handlers.New(deps),
+		// A client trickling its request holds its place this long at most:
+		// 3s for the headers (they come in one packet from any real
+		// client), 10s for the whole request (the largest body the app
+		// takes, 64 KB, at 6.4 KB/s).
+		ReadHeaderTimeout: 3 * time.Second,
+		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		// Short enough that idle clients give their places back soon;
 		// longer than a proxy's own upstream keep-alive (deploy/nginx.conf:
@@ -218,11 +253,15 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		MaxHeaderBytes: 32 << 10, // a larger header gets 431
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	ln = limitConnections(srv, ln, cfg.MaxConnections)
+	perAddr := cfg.MaxConnectionsPerAddress
+	if cfg.TrustProxy {
+		perAddr = 0 // every connection comes from the proxy, which limits its clients
+	}
+	ln = limitConnections(srv, ln, cfg.MaxConnections, perAddr)
 	// The line that says the server is ready, and where: tests and scripts
 	// that start it with port 0 read the address from it.
 	logger.Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", def.Name,
-		"environment", cfg.Env, "maxConnections", cfg.MaxConnections)
+		"environment", cfg.Env, "maxConnections", cfg.MaxConnections, "maxConnectionsPerAddress", perAddr)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -139,8 +139,8 @@ func seed(t *testing.T, b sessionstore.Backend, n int) map[string]string {
 // verify checks that every cookie resolves to its user in b: all of them
 // against one full read of the store (through the same cookie and record
 // decoding the app uses), and a sample through the app's own per-request
-// lookup. One lookup per cookie would take minutes on FerretDB, the test
-// stand-in for MongoDB.
+// lookup. One lookup per cookie would take minutes on the slowest test
+// server.
 func verify(t *testing.T, b sessionstore.Backend, cookies map[string]string) {
 	t.Helper()
 	codec, _ := httpsession.NewCodec([]string{testSecret}, 7200)
@@ -197,7 +197,7 @@ func runSessions(t *testing.T, env map[string]string, args ...string) (string, e
 }
 
 // load writes entries into b: in batches where the backend has them (a
-// MongoDB server takes far longer over one write per session).
+// store's server may take far longer over one write per session).
 func load(t *testing.T, b sessionstore.Backend, entries []sessionstore.Entry) {
 	t.Helper()
 	if bs, ok := sessionstore.As[sessionstore.BatchSaver](b); ok {

@@ -6,7 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"time"
+	"runtime"
 
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/config"
@@ -18,10 +18,10 @@ import (
 const devProviderPath = "/demo-idp"
 
 // signInProviders returns the configured providers in the order of their
-// buttons: Google, GitHub, your OpenID Connect provider. With none
-// configured in development, it returns the demo provider instead, and
-// the handler serving it. Adding a provider is a type implementing
-// auth.Provider, its variables in package config, and a line here.
+// buttons, which is the order below. With none configured in development,
+// it returns the demo provider instead, and the handler serving it. Adding
+// a provider is a type implementing auth.Provider, its variables in
+// package config, and a few lines here.
 func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.Handler, error) {
 	base := cfg.BaseURL.String()
 	callback := func(name string) string { return base + "/api/auth/" + name + "/callback" }
@@ -32,18 +32,22 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 			ClientID: cfg.GoogleClientID, ClientSecret: cfg.GoogleClientSecret, RedirectURL: callback("google"),
 		}))
 	}
+	// BEGIN remove:github
 	if cfg.GitHubConfigured() {
 		out = append(out, auth.NewGitHub(auth.GitHubConfig{
 			ClientID: cfg.GitHubClientID, ClientSecret: cfg.GitHubClientSecret, RedirectURL: callback("github"),
 			URL: cfg.GitHubURL, APIURL: cfg.GitHubAPIURL,
 		}))
 	}
+	// END remove:github
+	// BEGIN remove:oidc
 	if cfg.OIDCConfigured() {
 		out = append(out, auth.NewOIDC(auth.OIDCConfig{
 			Name: "oidc", Label: cfg.OIDCName, Issuer: cfg.OIDCIssuerURL, Scopes: cfg.OIDCScopes,
 			ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret, RedirectURL: callback("oidc"),
 		}))
 	}
+	// END remove:oidc
 	if !cfg.DemoLogin {
 		return out, nil, nil
 	}
@@ -72,19 +76,22 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 	return []auth.Provider{demo}, dev, nil
 }
 
-// Back-channel logout limits: generous, since a provider ending many
-// sessions at once sends one request per session from one address, and
-// finite, since anyone can post a token and each costs a signature check.
-// (Forged tokens cannot make the app fetch the provider's keys more than
-// once per 10 seconds: see auth.keyFetchGate.)
+// Back-channel logout limits. Only failed tokens count against an
+// address (a provider ending many sessions at once posts one valid token
+// per session from one address, and must never be refused); what a flood
+// of forged tokens from many addresses can take is a few signature checks
+// at once, in which genuine tokens wait their turn. (Forged tokens cannot
+// make the app fetch the provider's keys more than once per 10 seconds:
+// see auth.keyFetchGate.)
 const (
-	logoutsPerClientPerMinute = 1200 // also the burst
-	logoutsPerInstancePerSec  = 500  // with a burst of 2000
+	logoutsPerClientPerMinute = 1200 // failed tokens per address, also the burst
 )
 
-// logoutLimits bound the back-channel logout requests one client address
-// and this instance accept.
-func logoutLimits() (perClient, ceiling ratelimit.Limiter) {
+// logoutLimits returns the per-address budget of failed logout tokens and
+// how many are checked at once: one per core, so a flood takes at most
+// the CPU it would take anyway and the rest of the app keeps its share of
+// the scheduler.
+func logoutLimits() (failures *ratelimit.Memory, verifications int) {
 	return ratelimit.NewMemory(ratelimit.PerMinute(logoutsPerClientPerMinute, logoutsPerClientPerMinute), maxLimitedClients, nil),
-		ratelimit.NewMemory(ratelimit.Limit{Every: time.Second / logoutsPerInstancePerSec, Burst: 2000}, 1, nil)
+		max(2, runtime.GOMAXPROCS(0))
 }

@@ -19,6 +19,7 @@ import (
 	"example.com/oauth-sessions/internal/sessionstore"
 )
 
+// sessionsUsage is the command's help; %s is the built-in stores' names.
 const sessionsUsage = `usage: web sessions COMMAND [flags]
 
 Commands (they read the same configuration as the server):
@@ -30,14 +31,14 @@ Commands (they read the same configuration as the server):
                                  taken while the server runs
   migrate --from STORE --to STORE [--dry-run]
                                  copy every live session to another store
-                                 (sqlite, redis, mongo, memory); the target's
+                                 (%s); the target's
                                  settings come from the environment as usual`
 
 // sessionsCmd is "web sessions ...": tools for operators, on the store that
 // the configuration names.
 func sessionsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, sessionsUsage)
+		printSessionsUsage(stderr)
 		return errors.New("sessions: missing command")
 	}
 	cmd, args := args[0], args[1:]
@@ -95,8 +96,16 @@ func sessionsCmd(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return migrate(ctx, cfg, getenv, *from, *to, *dryRun, logger, stdout, stderr)
 	}
-	fmt.Fprintln(stderr, sessionsUsage)
+	printSessionsUsage(stderr)
 	return fmt.Errorf("sessions: unknown command %q", cmd)
+}
+
+func printSessionsUsage(w io.Writer) {
+	var names []string
+	for _, d := range backends() {
+		names = append(names, d.Name)
+	}
+	fmt.Fprintf(w, sessionsUsage+"\n", strings.Join(names, ", "))
 }
 
 // sessionSecrets returns SESSION_SECRET's secrets, newest first, or in
@@ -224,8 +233,8 @@ func purgeExpired(ctx context.Context, store sessionstore.Backend, name string, 
 }
 
 // backup copies a SQLite store to file, consistently, while the server
-// runs; server stores keep their own backups (Redis persistence, MongoDB
-// tools).
+// runs; server stores keep their own backups (their server's persistence
+// and tools).
 func backup(ctx context.Context, store sessionstore.Backend, name, file string, stdout io.Writer) error {
 	if file == "" {
 		return errors.New("sessions backup: --to FILE is required")

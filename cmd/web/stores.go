@@ -22,9 +22,9 @@ func loadConfig(getenv func(string) string) (*config.Config, error) {
 
 // openStore turns configuration into the backend called name: the backend
 // reads its own variables (each problem names its variable), and this is
-// where the program's settings meet it. A server store (redis, mongo) that
-// is down at start-up is not an error: the app serves 503 on session routes
-// until it answers.
+// where the program's settings meet it. A store on a server of its own
+// that is down at start-up is not an error: the app serves 503 on session
+// routes until it answers.
 func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, name string, logger *slog.Logger) (sessionstore.Backend, sessionstore.Definition, error) {
 	def, ok := sessionstore.Lookup(backends(), name)
 	if !ok {
@@ -58,23 +58,26 @@ func openCache(cfg *config.Config, backend sessionstore.Backend, name string, lo
 	return httpsession.NewCache(feed, cfg.SessionCacheSize)
 }
 
-// loginLimits builds the limits on sign-in starts: per client address,
-// counted by the store itself when it is shared and can (Redis), so the
-// limit holds across instances, and in this process otherwise; and the
-// instance's ceiling, always in this process.
-func loginLimits(cfg *config.Config, backend sessionstore.Backend, def sessionstore.Definition, logger *slog.Logger) (perClient, ceiling ratelimit.Limiter) {
+// loginLimits builds the limits on sign-in starts (handlers.Deps says how
+// they are checked): each client address's budget, kept in this process
+// and, when the store is shared and can count (a RateCounter), also in the
+// store, so that it holds across instances; and the instance's ceilings,
+// always in this process: LOGIN_START_MAX_PER_SECOND for the first start
+// of an address whose budget is whole, as many again for the others.
+func loginLimits(cfg *config.Config, backend sessionstore.Backend, def sessionstore.Definition, logger *slog.Logger) (local *ratelimit.Memory, fresh, repeat, shared ratelimit.Limiter) {
 	limit := ratelimit.PerMinute(cfg.LoginRatePerMinute, cfg.LoginRateBurst)
-	perClient = ratelimit.NewMemory(limit, maxLimitedClients, nil)
+	local = ratelimit.NewMemory(limit, maxLimitedClients, nil)
 	where := "per instance"
 	if rc, ok := sessionstore.As[sessionstore.RateCounter](backend); ok && def.Shared {
-		perClient = ratelimit.Func(func(ctx context.Context, key string) (bool, time.Duration, error) {
+		shared = ratelimit.Func(func(ctx context.Context, key string) (bool, time.Duration, error) {
 			return rc.Allow(ctx, "login:"+key, limit.Every, limit.Burst)
 		})
 		where = "in the " + def.Name + " store, for every instance"
 	}
 	logger.Info("Login start limits", "perClientPerMinute", cfg.LoginRatePerMinute, "burst", cfg.LoginRateBurst,
-		"counted", where, "instancePerSecond", cfg.LoginStartMaxPerSecond)
-	return perClient, ratelimit.NewMemory(ratelimit.PerSecond(cfg.LoginStartMaxPerSecond), 1, nil)
+		"counted", where, "instancePerSecond", cfg.LoginStartMaxPerSecond, "newAddressesPerSecond", cfg.LoginStartMaxPerSecond)
+	ceiling := ratelimit.PerSecond(cfg.LoginStartMaxPerSecond)
+	return local, ratelimit.NewMemory(ceiling, 1, nil), ratelimit.NewMemory(ceiling, 1, nil), shared
 }
 
 // maxLimitedClients bounds the client addresses an instance keeps counts

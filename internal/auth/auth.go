@@ -1,7 +1,8 @@
 // Package auth runs the sign-in: the authorization-code flow with state,
 // PKCE S256 and, for OpenID Connect, a nonce and the ID token's
-// verification, against each kind of provider (OIDC for Google and any
-// issuer; GitHub's OAuth 2.0), and the provider's side of signing out.
+// verification, against each kind of provider (OIDC for any issuer,
+// Google's and the demo's included; a provider speaking only OAuth 2.0
+// needs a type of its own), and the provider's side of signing out.
 // Sessions are not its business; handlers keep the flow and the resulting
 // identity in the session store.
 package auth
@@ -77,7 +78,7 @@ var (
 	// (bad signature, issuer, audience, nonce, expiry) or was refused.
 	ErrRejected = errors.New("sign-in rejected")
 	// ErrNoVerifiedEmail: the account has no email the provider vouches
-	// for, and the app needs one (GitHub: no verified primary email).
+	// for, and the provider's type needs one to sign anyone in.
 	ErrNoVerifiedEmail = errors.New("no verified email address")
 )
 
@@ -87,7 +88,7 @@ var (
 // wiring; routes, buttons and sessions follow from Name and Label.
 type Provider interface {
 	// Name is the provider's route and the identity's provider:
-	// /api/auth/{Name}, user.provider ("google", "github", "oidc", "demo").
+	// /api/auth/{Name}, user.provider ("google", "demo", ...).
 	Name() string
 	// Label is how people know it, on the sign-in button: "Google".
 	Label() string

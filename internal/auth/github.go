@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,6 +41,7 @@ func NewGitHub(cfg GitHubConfig) *GitHub {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	cfg.HTTPClient = limitResponses(cfg.HTTPClient, 0)
 	cfg.URL, cfg.APIURL = strings.TrimRight(cfg.URL, "/"), strings.TrimRight(cfg.APIURL, "/")
 	return &GitHub{cfg: cfg, oauth2: &oauth2.Config{
 		ClientID:     cfg.ClientID,
@@ -75,6 +77,18 @@ func (g *GitHub) Start(_ context.Context, returnTo string) (Flow, string, error)
 // whether GitHub sends it form-encoded or as JSON, and turns GitHub's
 // "200 with an error field" (a bad or used code) into an error.
 func (g *GitHub) Finish(ctx context.Context, f Flow, code string) (Result, error) {
+	ctx, cuts := watchCuts(ctx)
+	res, err := g.finish(ctx, f, code)
+	if err == nil {
+		err = checkSizes(res)
+	}
+	if err != nil {
+		return Result{}, orTooLarge(cuts, err)
+	}
+	return res, nil
+}
+
+func (g *GitHub) finish(ctx context.Context, f Flow, code string) (Result, error) {
 	tok, err := g.oauth2.Exchange(context.WithValue(ctx, oauth2.HTTPClient, g.cfg.HTTPClient), code, oauth2.VerifierOption(f.Verifier))
 	if err != nil {
 		return Result{}, exchangeError(err)
@@ -131,7 +145,10 @@ func (g *GitHub) api(ctx context.Context, tok *oauth2.Token, path string, out an
 		return fmt.Errorf("%w: GitHub API %s: %w", ErrProviderUnreachable, path, err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	body, err := io.ReadAll(res.Body) // at most MaxResponse: limitResponses
+	if errors.Is(err, ErrTooLarge) {
+		return fmt.Errorf("GitHub API %s: %w", path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: GitHub API %s: %w", ErrProviderUnreachable, path, err)
 	}

@@ -17,8 +17,8 @@ import (
 
 // OIDCConfig configures an OpenID Connect provider.
 type OIDCConfig struct {
-	Name         string // route and Identity.Provider: "google", "oidc", "demo"
-	Label        string // "Google", OIDC_NAME
+	Name         string // route and Identity.Provider: "google", "demo"
+	Label        string // the sign-in button's: "Google"
 	Issuer       string
 	ClientID     string
 	ClientSecret string
@@ -53,11 +53,8 @@ func NewOIDC(cfg OIDCConfig) *OIDC {
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = []string{oidc.ScopeOpenID, "email", "profile"}
 	}
-	client := *cfg.HTTPClient
+	client := *limitResponses(cfg.HTTPClient, 0)
 	gate := &keyFetchGate{next: client.Transport}
-	if gate.next == nil {
-		gate.next = http.DefaultTransport
-	}
 	client.Transport = gate
 	cfg.HTTPClient = &client
 	return &OIDC{cfg: cfg, keys: gate}
@@ -122,9 +119,10 @@ func (p *OIDC) discover(ctx context.Context) (discovered, error) {
 	}
 	// Not under the lock: while the issuer is unreachable, logins must not
 	// queue behind each other's time-outs.
+	ctx, cuts := watchCuts(ctx)
 	op, err := oidc.NewProvider(oidc.ClientContext(ctx, p.cfg.HTTPClient), p.cfg.Issuer)
 	if err != nil {
-		return d, fmt.Errorf("%w: discover %s: %w", ErrProviderUnreachable, p.cfg.Issuer, err)
+		return d, orTooLarge(cuts, fmt.Errorf("%w: discover %s: %w", ErrProviderUnreachable, p.cfg.Issuer, err))
 	}
 	var extra struct {
 		EndSession string `json:"end_session_endpoint"`
@@ -198,6 +196,18 @@ type claims struct {
 
 // Finish implements Provider.
 func (p *OIDC) Finish(ctx context.Context, f Flow, code string) (Result, error) {
+	ctx, cuts := watchCuts(ctx)
+	res, err := p.finish(ctx, f, code)
+	if err == nil {
+		err = checkSizes(res)
+	}
+	if err != nil {
+		return Result{}, orTooLarge(cuts, err)
+	}
+	return res, nil
+}
+
+func (p *OIDC) finish(ctx context.Context, f Flow, code string) (Result, error) {
 	d, err := p.discover(ctx)
 	if err != nil {
 		return Result{}, err

@@ -47,26 +47,35 @@ type Config struct {
 	SessionCacheSize        int // sessions kept validated in memory; 0 = off
 	AllowMemoryInProduction bool
 
-	GoogleClientID      string
-	GoogleClientSecret  string
-	GoogleIssuerURL     string
-	GitHubClientID      string
-	GitHubClientSecret  string
-	GitHubURL           string // https://github.com, or a GitHub Enterprise Server
-	GitHubAPIURL        string // https://api.github.com, or https://HOST/api/v3
-	OIDCIssuerURL       string
-	OIDCClientID        string
-	OIDCClientSecret    string
-	OIDCName            string // the sign-in button's label
-	OIDCScopes          []string
+	GoogleClientID     string
+	GoogleClientSecret string
+	GoogleIssuerURL    string
+	// BEGIN remove:github
+
+	GitHubClientID     string
+	GitHubClientSecret string
+	GitHubURL          string // https://github.com, or a GitHub Enterprise Server
+	GitHubAPIURL       string // https://api.github.com, or https://HOST/api/v3
+	// END remove:github
+	// BEGIN remove:oidc
+
+	OIDCIssuerURL    string
+	OIDCClientID     string
+	OIDCClientSecret string
+	OIDCName         string // the sign-in button's label
+	OIDCScopes       []string
+	// END remove:oidc
+
 	AllowedEmailDomains []string
 	DemoLogin           bool // the built-in development provider is offered
 
 	TrustProxy bool
 	LogLevel   string
 	LogFormat  string
-	// MaxConnections caps the open connections (MAX_CONNECTIONS).
-	MaxConnections int
+	// MaxConnections caps the open connections (MAX_CONNECTIONS), and
+	// MaxConnectionsPerAddress those of one client address (0: no cap).
+	MaxConnections           int
+	MaxConnectionsPerAddress int
 	// LoginRatePerMinute and LoginRateBurst limit the sign-ins one client
 	// address may start; LoginStartMaxPerSecond caps them for the whole
 	// instance, whoever starts them.
@@ -85,11 +94,57 @@ func (c *Config) Production() bool { return c.Env == "production" }
 // GoogleConfigured reports whether Google credentials are set.
 func (c *Config) GoogleConfigured() bool { return c.GoogleClientID != "" }
 
+// BEGIN remove:github
+
 // GitHubConfigured reports whether GitHub credentials are set.
 func (c *Config) GitHubConfigured() bool { return c.GitHubClientID != "" }
 
+// END remove:github
+// BEGIN remove:oidc
+
 // OIDCConfigured reports whether a generic OpenID Connect provider is set.
 func (c *Config) OIDCConfigured() bool { return c.OIDCClientID != "" }
+
+// END remove:oidc
+
+// provider is a real sign-in provider as the configuration sees it: the
+// variable that turns it on, and whether it is set.
+type provider struct {
+	idVar      string
+	configured bool
+}
+
+// providers lists the real sign-in providers, in the order of their
+// buttons. Adding one is a line here.
+func (c *Config) providers() []provider {
+	return []provider{
+		{"GOOGLE_CLIENT_ID", c.GoogleConfigured()},
+		// BEGIN remove:github
+		{"GITHUB_CLIENT_ID", c.GitHubConfigured()},
+		// END remove:github
+		// BEGIN remove:oidc
+		{"OIDC_CLIENT_ID", c.OIDCConfigured()},
+		// END remove:oidc
+	}
+}
+
+// providerConfigured reports whether a real sign-in provider is set.
+func (c *Config) providerConfigured() bool {
+	return slices.ContainsFunc(c.providers(), func(p provider) bool { return p.configured })
+}
+
+// idVars are the variables that turn the real sign-in providers on:
+// "A, B or C", for the production error without any.
+func (c *Config) idVars() string {
+	var ids []string
+	for _, p := range c.providers() {
+		ids = append(ids, p.idVar)
+	}
+	if len(ids) == 1 {
+		return ids[0]
+	}
+	return strings.Join(ids[:len(ids)-1], ", ") + " or " + ids[len(ids)-1]
+}
 
 // credentials reads PREFIX_CLIENT_ID and PREFIX_CLIENT_SECRET, which go
 // together.
@@ -101,11 +156,15 @@ func credentials(r *envconfig.Reader, prefix string) (id, secret string) {
 	return id, secret
 }
 
+// BEGIN remove:github
+
 // providerURL reads a provider's URL: absolute http(s), and https when
 // needHTTPS (production: the client secret and the tokens go there).
 func providerURL(r *envconfig.Reader, name, def string, needHTTPS bool) string {
 	return checkURL(r, name, strings.TrimRight(r.Str(name, def), "/"), needHTTPS)
 }
+
+// END remove:github
 
 // issuerURL reads an OpenID Connect issuer as it is written: it must match
 // the issuer of the provider's discovery document byte for byte, and some
@@ -230,9 +289,12 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	prod := c.Production()
 	c.GoogleClientID, c.GoogleClientSecret = credentials(r, "GOOGLE")
 	c.GoogleIssuerURL = issuerURL(r, "GOOGLE_ISSUER_URL", "https://accounts.google.com", prod)
+	// BEGIN remove:github
 	c.GitHubClientID, c.GitHubClientSecret = credentials(r, "GITHUB")
 	c.GitHubURL = providerURL(r, "GITHUB_URL", "https://github.com", prod && c.GitHubConfigured())
 	c.GitHubAPIURL = providerURL(r, "GITHUB_API_URL", "https://api.github.com", prod && c.GitHubConfigured())
+	// END remove:github
+	// BEGIN remove:oidc
 	c.OIDCClientID, c.OIDCClientSecret = credentials(r, "OIDC")
 	c.OIDCIssuerURL = issuerURL(r, "OIDC_ISSUER_URL", "", prod && c.OIDCConfigured())
 	if c.OIDCConfigured() && c.OIDCIssuerURL == "" {
@@ -243,8 +305,9 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	if !slices.Contains(c.OIDCScopes, "openid") {
 		r.Fail("OIDC_SCOPES", "%q must include openid", strings.Join(c.OIDCScopes, " "))
 	}
-	if prod && !c.GoogleConfigured() && !c.GitHubConfigured() && !c.OIDCConfigured() {
-		r.Fail("GOOGLE_CLIENT_ID", "a sign-in provider is required in production: set GOOGLE_CLIENT_ID, GITHUB_CLIENT_ID or OIDC_CLIENT_ID with its secret (see README)")
+	// END remove:oidc
+	if prod && !c.providerConfigured() {
+		r.Fail(c.providers()[0].idVar, "a sign-in provider is required in production: set %s with its secret (see docs/providers.md)", c.idVars())
 	}
 	for _, d := range r.List("ALLOWED_EMAIL_DOMAINS") {
 		c.AllowedEmailDomains = append(c.AllowedEmailDomains, strings.ToLower(strings.TrimPrefix(d, "@")))
@@ -254,15 +317,16 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 		r.Fail("DEMO_LOGIN", "the demo login signs anyone in as anyone and is refused in production; remove DEMO_LOGIN or set it to false")
 	}
 	// The demo stands in for a real provider, never beside one.
-	c.DemoLogin = !c.Production() && !c.GoogleConfigured() && !c.GitHubConfigured() && !c.OIDCConfigured() && demo
+	c.DemoLogin = !c.Production() && !c.providerConfigured() && demo
 
 	c.TrustProxy = r.Bool("TRUST_PROXY", false)
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.LogFormat = r.OneOf("LOG_FORMAT", "text", "text", "json")
 	c.MaxConnections = r.Int("MAX_CONNECTIONS", 1024, 16, 1_000_000)
+	c.MaxConnectionsPerAddress = r.Int("MAX_CONNECTIONS_PER_ADDRESS", 64, 0, 1_000_000)
 	c.LoginRatePerMinute = r.Int("LOGIN_RATE_LIMIT", 10, 1, 1_000_000)
 	c.LoginRateBurst = r.Int("LOGIN_RATE_BURST", 20, 1, 1_000_000)
-	c.LoginStartMaxPerSecond = r.Int("LOGIN_START_MAX_PER_SECOND", 50, 1, 1_000_000)
+	c.LoginStartMaxPerSecond = r.Int("LOGIN_START_MAX_PER_SECOND", 100, 1, 1_000_000)
 	defDrain := time.Duration(0)
 	if c.Production() {
 		defDrain = 5 * time.Second

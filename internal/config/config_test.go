@@ -45,19 +45,30 @@ func TestDefaults(t *testing.T) {
 	if c.SessionTTL != 24*time.Hour || c.DemoLogin {
 		t.Fatalf("production defaults: TTL %s, demo %v; want 24h and no demo login", c.SessionTTL, c.DemoLogin)
 	}
-	// Production with GitHub alone, or an OpenID Connect provider alone.
+	// BEGIN remove:github
+	// Production with GitHub alone.
 	onlyGitHub := []string{"APP_ENV", "production", "SESSION_SECRET", strong, "BASE_URL", "https://app.example.com", "GITHUB_CLIENT_ID", "i", "GITHUB_CLIENT_SECRET", "s"}
 	if c, err := load(onlyGitHub...); err != nil || !c.GitHubConfigured() || c.GoogleConfigured() || c.GitHubURL != "https://github.com" || c.GitHubAPIURL != "https://api.github.com" {
 		t.Fatalf("production with GitHub only: %+v %v", c, err)
 	}
+	if c, _ := load("GITHUB_CLIENT_ID", "i", "GITHUB_CLIENT_SECRET", "s"); c.DemoLogin {
+		t.Fatal("the demo login is offered beside GitHub")
+	}
+	// END remove:github
+	// BEGIN remove:oidc
+	// Production with an OpenID Connect provider alone.
 	onlyOIDC := []string{"APP_ENV", "production", "SESSION_SECRET", strong, "BASE_URL", "https://app.example.com",
 		"OIDC_ISSUER_URL", "https://kc.example.com/realms/r/", "OIDC_CLIENT_ID", "i", "OIDC_CLIENT_SECRET", "s", "OIDC_NAME", "Keycloak"}
 	if c, err := load(onlyOIDC...); err != nil || !c.OIDCConfigured() || c.OIDCIssuerURL != "https://kc.example.com/realms/r/" || c.OIDCName != "Keycloak" ||
 		strings.Join(c.OIDCScopes, " ") != "openid email profile" {
 		t.Fatalf("production with an OIDC provider only: %+v %v", c, err)
 	}
-	if c, _ := load("GITHUB_CLIENT_ID", "i", "GITHUB_CLIENT_SECRET", "s"); c.DemoLogin {
-		t.Fatal("the demo login is offered beside a configured provider")
+	if c, _ := load("OIDC_ISSUER_URL", "https://kc.example.com/realms/r/", "OIDC_CLIENT_ID", "i", "OIDC_CLIENT_SECRET", "s"); c.DemoLogin {
+		t.Fatal("the demo login is offered beside an OpenID Connect provider")
+	}
+	// END remove:oidc
+	if c, _ := load("GOOGLE_CLIENT_ID", "i", "GOOGLE_CLIENT_SECRET", "s"); c.DemoLogin {
+		t.Fatal("the demo login is offered beside Google")
 	}
 	if c, _ := load("PORT", "9090"); c.BaseURL.String() != "http://localhost:9090" {
 		t.Fatalf("BASE_URL default follows PORT: got %s", c.BaseURL)
@@ -135,14 +146,18 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{append(append([]string{}, prod...), "DEMO_LOGIN", "true"), "DEMO_LOGIN", "refused in production"},
 		{[]string{"SESSION_TTL", "1000000h"}, "SESSION_TTL", "400 days"},
 		{append(append([]string{}, prod...), "BASE_URL", "http://app.example.com"), "BASE_URL", "https"},
-		{append(append([]string{}, prod...), "GOOGLE_CLIENT_ID", "", "GOOGLE_CLIENT_SECRET", ""), "GOOGLE_CLIENT_ID", "required in production"},
+		{append(append([]string{}, prod...), "GOOGLE_CLIENT_ID", "", "GOOGLE_CLIENT_SECRET", ""), "GOOGLE_CLIENT_ID", "required in production: set GOOGLE_CLIENT_ID"},
+		// BEGIN remove:github
 		{[]string{"GITHUB_CLIENT_ID", "only-id"}, "GITHUB_CLIENT_SECRET", "set both"},
+		{[]string{"GITHUB_API_URL", "api.github.com"}, "GITHUB_API_URL", "not an http(s) URL"},
+		{append(append([]string{}, prod...), "GITHUB_CLIENT_ID", "i", "GITHUB_CLIENT_SECRET", "s", "GITHUB_URL", "http://ghe.example.com"), "GITHUB_URL", "https in production"},
+		// END remove:github
+		// BEGIN remove:oidc
 		{[]string{"OIDC_CLIENT_SECRET", "only-secret"}, "OIDC_CLIENT_SECRET", "set both"},
 		{[]string{"OIDC_CLIENT_ID", "i", "OIDC_CLIENT_SECRET", "s"}, "OIDC_ISSUER_URL", "required with OIDC_CLIENT_ID"},
 		{[]string{"OIDC_SCOPES", "email profile"}, "OIDC_SCOPES", "must include openid"},
-		{[]string{"GITHUB_API_URL", "api.github.com"}, "GITHUB_API_URL", "not an http(s) URL"},
-		{append(append([]string{}, prod...), "GITHUB_CLIENT_ID", "i", "GITHUB_CLIENT_SECRET", "s", "GITHUB_URL", "http://ghe.example.com"), "GITHUB_URL", "https in production"},
 		{append(append([]string{}, prod...), "OIDC_CLIENT_ID", "i", "OIDC_CLIENT_SECRET", "s", "OIDC_ISSUER_URL", "http://kc.example.com/realms/r"), "OIDC_ISSUER_URL", "https in production"},
+		// END remove:oidc
 	}
 	for _, tc := range cases {
 		_, err := load(tc.env...)

@@ -106,50 +106,63 @@ func (s *server) clearAbandonedLogins(c echo.Context) error {
 	return nil
 }
 
-// limitStarts lets a sign-in start only within the client's limit and the
-// instance's ceiling; a refused start writes nothing and answers 429 with
-// Retry-After. Refusals are counted, not logged one by one (a flood would
-// drown the log).
+// limitStarts lets a sign-in start only within the client address's
+// budget and the instance's ceiling; a refused start writes nothing and
+// answers 429 with Retry-After. The checks go from the cheapest: this
+// instance's view of the address's budget (a refusal there touches no
+// store), the instance's ceiling for the address's lane (first start, or
+// more), and last the budget shared by every instance, the one check that
+// writes to the store, which so sees at most the ceiling's rate.
+// Refusals are counted and logged as counts (refusals.go).
 func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
-	return s.limit(s.LoginLimit, s.LoginCeiling, func(reason string) { s.Metrics.Login("refused", reason) },
-		&pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
-			detail: "Too many sign-ins were started from here. Please wait a moment and try again."})(next)
-}
-
-// limitLogouts does the same for p's back-channel logout requests.
-func (s *server) limitLogouts(p auth.Provider) echo.MiddlewareFunc {
-	return s.limit(s.LogoutLimit, s.LogoutCeiling, func(string) { s.Metrics.BackchannelLogout(p.Name(), "refused") },
-		&pageError{status: http.StatusTooManyRequests, title: "Too many logout requests",
-			detail: "Too many logout requests came from this address. Please retry later."})
-}
-
-// limit applies a per-client limit (by address, IPv6 by /64) and an
-// instance ceiling (key ""); either may be nil.
-func (s *server) limit(perClient, ceiling ratelimit.Limiter, refused func(reason string), tooMany *pageError) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			ctx := c.Request().Context()
-			for _, l := range []struct {
-				limiter ratelimit.Limiter
-				key     string
-				reason  string
-			}{{perClient, limitKey(c.RealIP()), "rate_limited"}, {ceiling, "", "instance_ceiling"}} {
-				if l.limiter == nil {
-					continue
-				}
-				ok, retry, err := l.limiter.Allow(ctx, l.key)
-				if err != nil {
-					return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
-				}
-				if !ok {
-					refused(l.reason)
-					s.Logger.Debug("Request refused by a rate limit", "path", c.Path(), "reason", l.reason, "ip", c.RealIP(), "retryAfter", retry)
-					c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-					return tooMany
-				}
+	tooMany := &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
+		detail: "Too many sign-ins were started from here. Please wait a moment and try again."}
+	refuse := func(c echo.Context, reason string, retry time.Duration) error {
+		s.Metrics.Login("refused", reason)
+		markRefused(c, reason)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
+		return tooMany
+	}
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		key := limitKey(c.RealIP())
+		ceiling, lane := s.LoginCeiling, "instance_ceiling"
+		if s.LoginLocal != nil {
+			if ok, retry := s.LoginLocal.Peek(key); !ok {
+				return refuse(c, "rate_limited", retry)
 			}
-			return next(c)
+			if s.LoginLocal.Fresh(key) && s.LoginFreshCeiling != nil {
+				ceiling, lane = s.LoginFreshCeiling, "instance_ceiling_new"
+			}
 		}
+		type check struct {
+			limiter ratelimit.Limiter
+			key     string
+			reason  string
+		}
+		checks := []check{{ceiling, "", lane}, {s.LoginShared, key, "rate_limited"}}
+		if s.LoginLocal != nil { // not a nil *Memory in the interface
+			checks = append(checks, check{s.LoginLocal, key, "rate_limited"})
+		}
+		for _, l := range checks {
+			if l.limiter == nil {
+				continue
+			}
+			ok, retry, err := l.limiter.Allow(ctx, l.key)
+			if err != nil {
+				return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
+			}
+			if !ok {
+				if l.limiter == ceiling && s.LoginLocal != nil {
+					// A start the ceiling refused still counts against the
+					// address: one that keeps trying is soon refused by the
+					// cheap check, and no longer counts as new.
+					_, _, _ = s.LoginLocal.Allow(ctx, key)
+				}
+				return refuse(c, l.reason, retry)
+			}
+		}
+		return next(c)
 	}
 }
 
@@ -243,6 +256,10 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 			s.Logger.Info("Login refused", "reason", "no verified email", "provider", p.Name())
 			return refuse(http.StatusForbidden, "No verified email address",
 				"Your "+p.Label()+" account has no verified primary email address, and this app needs one. Verify an address in your "+p.Label()+" settings, make it primary, then sign in again.", err)
+		case errors.Is(err, auth.ErrTooLarge):
+			s.Metrics.Login("failed", "too_large")
+			s.Logger.Warn("Login refused", "reason", "answer too large", "provider", p.Name(), "error", err)
+			return refuse(http.StatusBadGateway, "Sign-in failed", p.Label()+" sent more than this app accepts (a profile or an answer far larger than any provider sends), so you are not signed in.", err)
 		case err != nil:
 			s.Metrics.Login("failed", "token_rejected")
 			s.Logger.Warn("Login refused", "reason", "token verification failed", "provider", p.Name(), "error", err)

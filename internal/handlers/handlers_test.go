@@ -217,6 +217,12 @@ func TestAnonymousRoutes(t *testing.T) {
 	if css.status != 200 || !strings.HasPrefix(css.header.Get("Content-Type"), "text/css") || !strings.Contains(css.header.Get("Cache-Control"), "max-age") {
 		t.Errorf("static file = %d %s %s; want cacheable CSS", css.status, css.header.Get("Content-Type"), css.header.Get("Cache-Control"))
 	}
+	// A missing file is not cached: once it exists, browsers must see it.
+	for _, path := range []string{"/static/nonexistent.css", "/static/", "/static/../go.mod"} {
+		if r := do(t, c, "GET", path); r.status != 404 || r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s = %d, Cache-Control %q; want 404 with no-store", path, r.status, r.header.Get("Cache-Control"))
+		}
+	}
 	if n := a.store.Len(); n != 0 {
 		t.Fatalf("anonymous requests left %d records in the store, want 0", n)
 	}

@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,19 +102,60 @@ type backchannelError struct {
 	Description string `json:"error_description"`
 }
 
+// logoutVerifyWait is how long a logout token waits for its turn to be
+// checked while LogoutVerifications others are (a flood): long enough for
+// a genuine token to get through, short of a provider's timeout.
+const logoutVerifyWait = 5 * time.Second
+
 // backchannelLogout is POST /api/auth/{provider}/backchannel-logout: the
 // provider says, in a signed logout token, that a user's session there
 // ended; every session of that provider session (sid), or of that user at
 // that provider (sub), ends here too, found through the store's owner
 // index. The request carries no cookie: the token is the authority.
+//
+// Anyone can post tokens, and each costs a signature check; but a dropped
+// logout leaves a user signed in, so the limits count only failures: an
+// address whose forged tokens used up its budget is refused before its
+// next one is checked, and a valid token is never refused for rate. What a
+// flood from many addresses can take is bounded by LogoutVerifications
+// checks at once, in which genuine tokens wait their turn with the rest.
 func (s *server) backchannelLogout(p auth.LogoutProvider) echo.HandlerFunc {
 	refuse := func(c echo.Context, result, why string) error {
 		s.Metrics.BackchannelLogout(p.Name(), result)
-		s.Logger.Info("Back-channel logout refused", "provider", p.Name(), "reason", why, "ip", c.RealIP())
+		if s.LogoutFailures != nil {
+			_, _, _ = s.LogoutFailures.Allow(c.Request().Context(), limitKey(c.RealIP()))
+		}
+		markRefused(c, "logout_token_"+result)
 		return c.JSON(http.StatusBadRequest, backchannelError{Error: "invalid_request", Description: why})
 	}
 	return func(c echo.Context) error {
 		r := c.Request()
+		if s.LogoutFailures != nil {
+			if ok, retry := s.LogoutFailures.Peek(limitKey(c.RealIP())); !ok {
+				s.Metrics.BackchannelLogout(p.Name(), "refused")
+				markRefused(c, "rate_limited")
+				c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+				return &pageError{status: http.StatusTooManyRequests, title: "Too many logout requests",
+					detail: "Too many invalid logout tokens came from this address. Please retry later."}
+			}
+		}
+		if s.verifySlots != nil {
+			wait := time.NewTimer(logoutVerifyWait)
+			select {
+			case s.verifySlots <- struct{}{}:
+				wait.Stop()
+				defer func() { <-s.verifySlots }()
+			case <-wait.C:
+				s.Metrics.BackchannelLogout(p.Name(), "busy")
+				markRefused(c, "busy")
+				c.Response().Header().Set("Retry-After", "1")
+				return &pageError{status: http.StatusServiceUnavailable, title: "Busy",
+					detail: "Too many logout tokens are being checked right now. Please retry."}
+			case <-r.Context().Done():
+				wait.Stop()
+				return r.Context().Err()
+			}
+		}
 		if !strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationForm) {
 			return refuse(c, "invalid", "the logout token must be posted as application/x-www-form-urlencoded")
 		}

@@ -21,7 +21,7 @@ type homePage struct {
 	Store      string
 	Persistent bool // the store keeps sessions across restarts
 	// PersistentStores names the built-in stores that keep sessions
-	// across restarts, for people: "sqlite, redis or mongo".
+	// across restarts, for people (orList): "a, b or c".
 	PersistentStores string
 	SignIns          []signInButton
 	Demo             bool // the built-in demo login is offered

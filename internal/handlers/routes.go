@@ -32,7 +32,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.GET("/favicon.ico", s.favicon(), staticCache) // browsers ask for it whatever the page says
 	e.Group("/static", staticCache).StaticFS("/", s.Static)
 
-	// Signing in and out, per provider p (google, github, oidc, demo):
+	// Signing in and out, per provider p (its Name: google, demo, ...):
 	//   GET  /api/auth/{p}                      start, to the provider
 	//   GET  /api/auth/{p}/callback             its answer
 	//   POST /api/auth/{p}/backchannel-logout   its logout tokens (OpenID Connect)
@@ -42,7 +42,7 @@ func addRoutes(e *echo.Echo, s *server) {
 		e.GET(callback, s.finishLogin(p))
 		s.pagePaths[start], s.pagePaths[callback] = true, true
 		if lp, ok := p.(auth.LogoutProvider); ok {
-			e.POST(strings.Replace(backchannelPattern, "{provider}", p.Name(), 1), s.backchannelLogout(lp), s.limitLogouts(p))
+			e.POST(strings.Replace(backchannelPattern, "{provider}", p.Name(), 1), s.backchannelLogout(lp))
 		}
 	}
 	if s.DevProvider != nil {

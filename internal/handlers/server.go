@@ -39,7 +39,7 @@ type Deps struct {
 	Logger    *slog.Logger
 	Backend   sessionstore.Backend
 	Cache     *httpsession.Cache // nil: every session check reads the store
-	StoreName string             // "sqlite", "redis", "mongo", "memory"
+	StoreName string             // the SESSION_STORE backend: "sqlite", "memory", ...
 	// StorePersistent: the store keeps sessions across restarts (the
 	// home page promises it only then).
 	StorePersistent bool
@@ -75,13 +75,29 @@ type Deps struct {
 	Stopping <-chan struct{}
 	// Now is the clock of the session layer (time.Now when nil).
 	Now func() time.Time
-	// LoginLimit limits the sign-ins one client address starts;
-	// LoginCeiling the sign-ins this instance starts in all (key "").
-	// Nil: no limit (tests of other things).
-	LoginLimit, LoginCeiling ratelimit.Limiter
-	// LogoutLimit and LogoutCeiling do the same for back-channel logout
-	// requests, which anyone can send and which cost a signature check.
-	LogoutLimit, LogoutCeiling ratelimit.Limiter
+	// Sign-in starts are limited, the cheap checks first, so that a start
+	// refused in process writes nothing anywhere (SECURITY.md: cost):
+	// LoginLocal is this instance's view of each client address's budget;
+	// LoginFreshCeiling and LoginCeiling cap, for the whole instance, the
+	// first start of an address whose budget is whole and the others, so
+	// that a flood from known addresses cannot take the places of new
+	// visitors; LoginShared is the address's budget counted for every
+	// instance (in a shared store that counts), nil when the store does
+	// not count for all.
+	// Nil limiters are no limit (tests of other things).
+	LoginLocal                      *ratelimit.Memory
+	LoginFreshCeiling, LoginCeiling ratelimit.Limiter
+	LoginShared                     ratelimit.Limiter
+	// LogoutFailures limits, per client address, the back-channel logout
+	// requests that fail (a forged, invalid or replayed token): an address
+	// over it is refused before its token is checked. A valid token never
+	// counts, so a flood of forged ones cannot crowd out the provider's.
+	// Nil: no limit.
+	LogoutFailures *ratelimit.Memory
+	// LogoutVerifications bounds the logout tokens checked at once, and so
+	// the CPU a flood of them can take; the others wait their turn (up to
+	// logoutVerifyWait). 0: no bound.
+	LogoutVerifications int
 	// BEGIN remove:notes
 
 	// Notes keeps each user's notes (notes.go): the example of the app's
@@ -95,6 +111,9 @@ type server struct {
 	Deps
 	sessions *httpsession.Manager
 	cookies  cookies
+	// verifySlots holds a token per logout token being checked.
+	verifySlots chan struct{}
+	refused     *refusals
 	// pagePaths are the /api/ routes a browser navigates to (a provider's
 	// start and callback): their errors are pages, not JSON.
 	pagePaths map[string]bool
@@ -110,6 +129,10 @@ const (
 // New returns the application's HTTP handler.
 func New(d Deps) http.Handler {
 	s := &server{Deps: d, cookies: cookies{production: d.Production, trustProxy: d.TrustProxy}, pagePaths: map[string]bool{}}
+	s.refused = newRefusals(d.Logger, s.now)
+	if d.LogoutVerifications > 0 {
+		s.verifySlots = make(chan struct{}, d.LogoutVerifications)
+	}
 	s.sessions = httpsession.NewManager(d.Backend, d.Codec, httpsession.Options{
 		Kinds: []httpsession.Kind{
 			{Name: httpsession.KindLogin, Cookie: loginCookie, TTL: d.SessionTTL, IdleTimeout: d.IdleTimeout, TouchAfter: d.TouchAfter, Cache: d.Cache},
@@ -395,7 +418,14 @@ func (s *server) favicon() echo.HandlerFunc {
 // staticCache lets browsers keep the CSS and scripts for an hour.
 func staticCache(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		c.Response().Header().Set(echo.HeaderCacheControl, "public, max-age=3600")
+		// Only a file that is there may be kept: a 404 stays no-store, so
+		// a file added later is not hidden by a cached miss.
+		res := c.Response()
+		res.Before(func() {
+			if res.Status < 300 || res.Status == http.StatusNotModified {
+				res.Header().Set(echo.HeaderCacheControl, "public, max-age=3600")
+			}
+		})
 		return next(c)
 	}
 }
@@ -406,6 +436,11 @@ func (s *server) requestLogger() echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogLatency: true, LogMethod: true, LogURIPath: true, LogRequestID: true, LogRemoteIP: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			if reason, ok := c.Get(refusedKey).(string); ok {
+				s.refused.note(c.Path(), v.Status, reason)
+				return nil
+			}
+			s.refused.flush(s.now())
 			s.Logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),
 				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID), slog.String("ip", v.RemoteIP))
@@ -483,11 +518,13 @@ func (s *server) crossOriginProtection() echo.MiddlewareFunc {
 	// Providers post logout tokens server to server; the token's signature
 	// is the protection there, and the route reads no cookie.
 	cop.AddInsecureBypassPattern("POST " + backchannelPattern)
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.Logger.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"))
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusForbidden)
-		_, _ = w.Write([]byte(`{"error":"cross-origin request refused"}` + "\n"))
-	}))
-	return echo.WrapMiddleware(cop.Handler)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := cop.Check(c.Request()); err != nil {
+				markRefused(c, "cross_origin")
+				return c.JSON(http.StatusForbidden, errorBody{Error: "cross-origin request refused"})
+			}
+			return next(c)
+		}
+	}
 }

@@ -19,7 +19,7 @@ import (
 // It stays correct because it trusts nothing the backend's ChangeFeed cannot
 // vouch for: every write by anyone — this process, another instance, the
 // CLI, the server's own expiry — drops the affected entries, and while the
-// feed is out of touch (Redis disconnected) the cache serves nothing.
+// feed is out of touch (its server disconnected) the cache serves nothing.
 // Expiry and the idle timeout are checked on every hit. A touch is a write
 // like any other: its report drops the entry, and the next request reads
 // the store again (once per TouchAfter per session).

@@ -16,7 +16,7 @@ import (
 )
 
 // feedSwitch is a memory store whose change feed can be turned off, as a
-// Redis store's is while its invalidation connection is down. (A real feed
+// server store's is while its invalidation connection is down. (A real feed
 // also reports what it missed when it comes back; this one misses nothing.)
 type feedSwitch struct {
 	*memstore.Store

@@ -49,7 +49,7 @@ func canonical(v string) bool {
 }
 
 // KeyFor returns the store key for a token: a SHA-256 hash, so that a copy of
-// the store (a Redis dump, the SQLite file) does not hold live tokens.
+// the store (a server's dump, the SQLite file) does not hold live tokens.
 func KeyFor(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])

@@ -78,7 +78,6 @@ type Manager struct {
 	backend sessionstore.Store
 	codec   *Codec
 	opts    Options
-	used    sync.Mutex // serialises MarkUsed in this process
 }
 
 // NewManager returns the session layer over backend.
@@ -544,28 +543,21 @@ func (m *Manager) Revoke(ctx context.Context, key string) error {
 
 // MarkUsed records in the store that the one-time token id (a logout
 // token's jti) has been used, until expiresAt, and reports whether this was
-// its first use. Within one process the check and the write are one step;
-// two instances given the same token in the same instant may both see it
-// as first, which only repeats an idempotent action (ending sessions).
+// its first use: exactly once across every instance sharing the store
+// (Store.Insert).
 func (m *Manager) MarkUsed(ctx context.Context, id string, expiresAt time.Time) (bool, error) {
 	key := KeyFor("used:" + id)
-	m.used.Lock()
-	defer m.used.Unlock()
-	if _, found, err := m.backend.Find(ctx, key); err != nil {
-		return false, fmt.Errorf("%w: check used token: %w", ErrUnavailable, err)
-	} else if found {
-		return false, nil
-	}
 	now := m.opts.Now()
 	plain, err := encodeRecord(Record{Kind: KindUsed, CreatedAt: now, ExpiresAt: expiresAt, Values: map[string]json.RawMessage{}})
 	if err != nil {
 		return false, err
 	}
 	e := sessionstore.Entry{Key: key, Data: m.codec.Seal(key, plain), SeenAt: now, ExpiresAt: expiresAt}
-	if err := m.backend.Save(ctx, e); err != nil {
+	first, err := m.backend.Insert(ctx, e)
+	if err != nil {
 		return false, fmt.Errorf("%w: record used token: %w", ErrUnavailable, err)
 	}
-	return true, nil
+	return first, nil
 }
 
 // KeyOf returns the store key of a loaded session ("" for a new one).

@@ -60,7 +60,7 @@ func New() *Metrics {
 	}, []string{"reason"})
 	m.refused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "session_store_writes_refused_total",
-		Help: "Requests turned away because the session store refused a write for lack of room (Redis maxmemory, a full disk).",
+		Help: "Requests turned away because the session store refused a write for lack of room (a server at its memory ceiling, a full disk).",
 	})
 	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.logouts, m.rejected, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -168,6 +168,13 @@ func (s *instrumented) Save(ctx context.Context, e sessionstore.Entry) error {
 	err := s.Backend.Save(ctx, e)
 	s.observe("save", start, err)
 	return err
+}
+
+func (s *instrumented) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) {
+	start := time.Now()
+	inserted, err := s.Backend.Insert(ctx, e)
+	s.observe("insert", start, err)
+	return inserted, err
 }
 
 func (s *instrumented) Touch(ctx context.Context, key string, seen, exp time.Time) error {

@@ -5,7 +5,7 @@
 // lines between "remove:notes" markers).
 //
 // Why a file of its own, not the sessions database: the session store is
-// swappable (SQLite, Redis, MongoDB, memory), and the app's data must
+// swappable (SQLite, memory, a server store), and the app's data must
 // neither depend on which one is chosen nor go away when a copy of the
 // template deletes the SQLite session backend. Sessions are disposable;
 // notes are not.

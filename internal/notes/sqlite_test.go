@@ -98,12 +98,12 @@ func TestAddAndListNewestFirst(t *testing.T) {
 func TestOwnersAreIsolated(t *testing.T) {
 	s, _ := newStore(t)
 	ada := add(t, s, "demo|ada", "Ada's")
-	add(t, s, "github|bob", "Bob's")
+	add(t, s, "google|bob", "Bob's")
 
-	if got := texts(t, s, "github|bob"); len(got) != 1 || got[0] != "Bob's" {
+	if got := texts(t, s, "google|bob"); len(got) != 1 || got[0] != "Bob's" {
 		t.Fatalf("Bob lists %q, want only his own note", got)
 	}
-	if found, err := s.Delete(t.Context(), "github|bob", ada.ID); found || err != nil {
+	if found, err := s.Delete(t.Context(), "google|bob", ada.ID); found || err != nil {
 		t.Fatalf("Bob deleting Ada's note = %v, %v; want not found, no error", found, err)
 	}
 	if got := texts(t, s, "demo|ada"); len(got) != 1 {

@@ -78,6 +78,26 @@ func (m *Memory) Allow(_ context.Context, key string) (bool, time.Duration, erro
 	return ok, retry, nil
 }
 
+// Peek reports whether key could act now, and if not how long until it
+// could, without counting anything: for limits that count only failures,
+// checked before the work and charged after it fails.
+func (m *Memory) Peek(key string) (bool, time.Duration) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ok, _, retry := Decide(m.limit, m.tat[key], now)
+	return ok, retry
+}
+
+// Fresh reports whether key has its whole burst: it has not acted within
+// the time its bucket takes to refill (or never).
+func (m *Memory) Fresh(key string) bool {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.tat[key].After(now)
+}
+
 // evict makes room: first the keys that are as good as new, then, if the
 // map is still full, arbitrary ones (Go's map order).
 func (m *Memory) evict(now time.Time) {

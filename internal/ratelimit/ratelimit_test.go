@@ -93,3 +93,36 @@ func TestPerSecond(t *testing.T) {
 		t.Fatalf("%d allowed in 10 s at 50/s, want about 500 (plus the burst)", allowed)
 	}
 }
+
+// TestPeekCountsNothing: Peek says what Allow would, and changes nothing.
+func TestPeekCountsNothing(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	m := NewMemory(PerMinute(60, 3), 10, clock.Now)
+	for range 10 {
+		if ok, _ := m.Peek("a"); !ok {
+			t.Fatal("a fresh key peeked as limited")
+		}
+	}
+	for range 3 {
+		if ok, _, _ := m.Allow(t.Context(), "a"); !ok {
+			t.Fatal("peeks used up the burst")
+		}
+	}
+	if ok, retry := m.Peek("a"); ok || retry != time.Second {
+		t.Fatalf("after the burst: Peek = %v, retry %s; want limited for 1s", ok, retry)
+	}
+	clock.Advance(time.Second)
+	if ok, _ := m.Peek("a"); !ok {
+		t.Fatal("still limited once a token came back")
+	}
+	if m.Len() != 1 {
+		t.Fatalf("Peek stored keys: %d held, want 1", m.Len())
+	}
+	if m.Fresh("a") || !m.Fresh("b") {
+		t.Fatal("Fresh: a used a token a second ago, b never")
+	}
+	clock.Advance(2 * time.Second)
+	if !m.Fresh("a") {
+		t.Fatal("not fresh once its bucket refilled")
+	}
+}

@@ -5,11 +5,11 @@
 // introduces itself to the program. It knows nothing of HTTP, cookies or
 // records: that is package httpsession.
 //
-// The backends live in sub-packages (memstore, sqlitestore, redisstore,
-// mongostore), one small package each importing only this contract, so a
-// project that needs only one of them deletes the others' folders and their
-// lines in cmd/web/backends.go and internal/testbackends, and drops their
-// drivers with go mod tidy.
+// The backends live in sub-packages (memstore, sqlitestore, ...), one small
+// package each importing only this contract, so a project that needs only
+// one of them deletes the others' folders and their lines in
+// cmd/web/backends.go and internal/testbackends, and drops their drivers
+// with go mod tidy.
 package sessionstore
 
 import (
@@ -40,6 +40,11 @@ import (
 //   - Save replaces any existing record, its owners and its expiry. A record
 //     whose expiry has passed is never returned, even if the backend has not
 //     yet evicted it.
+//   - Insert saves e only if no live record has its key, and reports
+//     whether it did: the check and the write are one atomic step, so of
+//     any number of concurrent Inserts of one key, on any number of app
+//     instances, exactly one inserts (an expired record counts as absent).
+//     It is how a one-time token (a logout token's jti) is accepted once.
 //   - Touch records that the session was seen at seenAt and moves its expiry,
 //     without rewriting the data; touching a missing key is not an error and
 //     creates nothing.
@@ -57,6 +62,7 @@ import (
 type Store interface {
 	Find(ctx context.Context, key string) (e Entry, found bool, err error)
 	Save(ctx context.Context, e Entry) error
+	Insert(ctx context.Context, e Entry) (inserted bool, err error)
 	Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error
 	Delete(ctx context.Context, key string) error
 	Take(ctx context.Context, key string) (e Entry, found bool, err error)
@@ -139,9 +145,9 @@ func Names(defs []Definition) []string {
 	return out
 }
 
-// ErrFull marks a write the store refused for lack of room (Redis at
-// maxmemory with noeviction, a full disk). Reads still work; the app
-// refuses new sign-ins until the store has room again.
+// ErrFull marks a write the store refused for lack of room (a server at
+// its memory ceiling with eviction off, a full disk). Reads still work; the
+// app refuses new sign-ins until the store has room again.
 var ErrFull = errors.New("session store is full")
 
 // Wrapper is implemented by backends that wrap another (metrics): the
@@ -177,7 +183,7 @@ type RateCounter interface {
 }
 
 // ExpirySweeper is implemented by backends whose server does not expire
-// records by itself (SQLite, MongoDB without a TTL index): expired
+// records by itself (SQLite, a server without a TTL index): expired
 // records are deleted by a periodic sweep, or on demand.
 type ExpirySweeper interface {
 	DeleteExpired(ctx context.Context) (int64, error)
@@ -248,8 +254,8 @@ type ChangeFeed interface {
 	Follow(inv Invalidator)
 	// Synced reports whether every write finished before the call has been
 	// reported to the followers, give or take the backend's documented
-	// delay for writes made elsewhere (SQLite: 10 ms; Redis: the time the
-	// server takes to push them). False means the backend cannot vouch for
+	// delay for writes made elsewhere (SQLite: 10 ms; a server: the time it
+	// takes to push them). False means the backend cannot vouch for
 	// that right now — disconnected, silent, or not set up — and nothing
 	// cached may be trusted; when it comes back it has reported (or
 	// flushed) whatever it missed.

@@ -10,8 +10,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	// BEGIN remove:mongo
 	"example.com/oauth-sessions/internal/sessionstore/mongostore/mongotest"
+	// END remove:mongo
+	// BEGIN remove:redis
 	"example.com/oauth-sessions/internal/sessionstore/redisstore/redistest"
+	// END remove:redis
 	"example.com/oauth-sessions/internal/sessionstore/storetest"
 )
 
@@ -20,8 +24,12 @@ import (
 func All() []storetest.Server {
 	return []storetest.Server{
 		sqlite(),
+		// BEGIN remove:redis
 		redistest.Server(),
+		// END remove:redis
+		// BEGIN remove:mongo
 		mongotest.Server(),
+		// END remove:mongo
 		{Name: "memory", Env: func(testing.TB) map[string]string { return map[string]string{"SESSION_STORE": "memory"} }},
 	}
 }

@@ -1,9 +1,9 @@
 // Package testservers runs the real server processes tests need (a
-// backend's own test helpers say which: redisstore/redistest,
-// mongostore/mongotest), on free loopback ports, in temporary folders,
-// stopped when the test ends, and holds the one helper tests use to wait
-// for something to happen (WaitUntil). A missing server binary fails the
-// test with the line that installs it; it never skips.
+// backend's own test helpers, its NAMEstore/NAMEtest package, say which),
+// on free loopback ports, in temporary folders, stopped when the test ends,
+// and holds the one helper tests use to wait for something to happen
+// (WaitUntil). A missing server binary fails the test with the line that
+// installs it; it never skips.
 package testservers
 
 import (
@@ -54,7 +54,7 @@ type Proc struct {
 }
 
 // FreePort returns a loopback port that was free a moment ago, for
-// servers that cannot pick their own (redis-server, FerretDB, nginx), all
+// servers that cannot pick their own (the stores' servers, nginx), all
 // of which then bind 127.0.0.1 exactly as probed. The app never needs it:
 // it listens on 127.0.0.1:0 and says where (StartApp).
 func FreePort(t testing.TB) int {

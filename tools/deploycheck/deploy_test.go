@@ -1,11 +1,10 @@
 // Package deploycheck tests the deployment files as a user's tools read and
 // run them: docker-compose.yml through the Compose Specification's own
-// loader, for every profile, with .env.example as the user's .env; the
-// scale profile run as processes (topology_test.go); each healthcheck
-// command against live servers; the Kubernetes manifests decoded strictly
-// into the Kubernetes API types; and the Dockerfile. It is a module of its
-// own so these dependencies stay out of the app's go.mod. No Docker engine
-// is needed.
+// loader, for every profile, with .env.example as the user's .env; each
+// healthcheck command against live servers; the Kubernetes manifests
+// decoded strictly into the Kubernetes API types; and the Dockerfile. It is
+// a module of its own so these dependencies stay out of the app's go.mod.
+// No Docker engine is needed.
 package deploycheck
 
 import (
@@ -23,7 +22,7 @@ import (
 
 const root = "../.."
 
-// testSecret is a SESSION_SECRET for the scale profile, which demands one.
+// testSecret is a SESSION_SECRET for the profiles that demand one.
 const testSecret = "deploycheck-0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // project copies what compose reads (docker-compose.yml, deploy/) into a
@@ -104,6 +103,13 @@ func load(t *testing.T, profiles ...string) *types.Project {
 	return p
 }
 
+// loadAll loads the compose file with every profile at once, as
+// `docker compose --profile "*"` does.
+func loadAll(t *testing.T) *types.Project {
+	t.Helper()
+	return load(t, "*")
+}
+
 // env returns a service's resolved environment (environment: and its
 // env_files, as compose passes them to the container).
 func env(t *testing.T, s types.ServiceConfig) map[string]string {
@@ -147,9 +153,13 @@ func TestComposeProfiles(t *testing.T) {
 		want     string
 	}{
 		{nil, "app"}, // SQLite: the app alone
-		{[]string{"redis"}, "app redis"},
+		// BEGIN remove:mongo
 		{[]string{"mongo"}, "app mongo"},
+		// END remove:mongo
+		// BEGIN remove:redis
+		{[]string{"redis"}, "app redis"},
 		{[]string{"scale"}, "app app1 app2 lb redis"},
+		// END remove:redis
 	} {
 		p := load(t, tc.profiles...)
 		names := p.ServiceNames()
@@ -159,6 +169,8 @@ func TestComposeProfiles(t *testing.T) {
 		}
 	}
 }
+
+// BEGIN remove:redis
 
 // TestScaleDemandsASharedSecret: instances sharing a store must share the
 // session secret; compose refuses the scale profile without one, and only
@@ -181,8 +193,53 @@ func TestScaleDemandsASharedSecret(t *testing.T) {
 	}
 }
 
+func TestComposeScaleProfile(t *testing.T) {
+	p := load(t, "scale")
+	for _, name := range []string{"app1", "app2"} {
+		s, err := p.GetService(name)
+		if err != nil {
+			t.Fatalf("scale profile lacks %s: %v", name, err)
+		}
+		e := env(t, s)
+		if e["SESSION_STORE"] != "redis" || !strings.Contains(e["REDIS_URL"], "redis:6379") || e["TRUST_PROXY"] != "true" {
+			t.Errorf("%s: SESSION_STORE %q, REDIS_URL %q, TRUST_PROXY %q; want shared Redis behind a trusted proxy", name, e["SESSION_STORE"], e["REDIS_URL"], e["TRUST_PROXY"])
+		}
+		if s.Image != "oauth-sessions:latest" || s.PullPolicy != types.PullPolicyNever {
+			t.Errorf("%s runs %q (pull %q); want the image the app service builds", name, s.Image, s.PullPolicy)
+		}
+	}
+	lb, err := p.GetService("lb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lb.Ports) == 0 || len(lb.Volumes) == 0 {
+		t.Fatalf("lb has no port or config: %+v", lb)
+	}
+	for _, dep := range []string{"app1", "app2"} {
+		if d := lb.DependsOn[dep]; !d.Restart || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("lb depends on %s as %+v; want restart coupling (nginx resolves names at start)", dep, d)
+		}
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "deploy", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"server app1:8080", "server app2:8080", "X-Forwarded-Proto", "Host $http_host", "keepalive ", "proxy_next_upstream", "non_idempotent"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("deploy/nginx.conf lacks %q", want)
+		}
+	}
+	for _, leak := range []string{"$upstream_addr", "X-Upstream"} {
+		if strings.Contains(string(conf), leak) {
+			t.Errorf("deploy/nginx.conf sends %s to clients (internal addresses)", leak)
+		}
+	}
+}
+
+// END remove:redis
+
 func TestComposeServices(t *testing.T) {
-	p := load(t, "redis", "mongo", "scale")
+	p := loadAll(t)
 	for _, s := range p.Services {
 		if s.HealthCheck == nil || len(s.HealthCheck.Test) == 0 || s.HealthCheck.Disable {
 			if s.Name != "lb" {
@@ -194,6 +251,7 @@ func TestComposeServices(t *testing.T) {
 			t.Errorf("service %s image %q is not pinned to a version", s.Name, s.Image)
 		}
 	}
+	// BEGIN remove:redis
 	redis, _ := p.GetService("redis")
 	cmd := strings.Join(redis.Command, " ")
 	for _, want := range []string{"--appendonly yes", "--maxmemory-policy noeviction", "--maxmemory "} {
@@ -204,11 +262,23 @@ func TestComposeServices(t *testing.T) {
 	if redis.Deploy == nil || redis.Deploy.Resources.Limits == nil || redis.Deploy.Resources.Limits.MemoryBytes == 0 {
 		t.Error("redis has no container memory limit")
 	}
+	// END remove:redis
+	// BEGIN remove:mongo
 	mongo, _ := p.GetService("mongo")
 	if !strings.HasPrefix(mongo.Image, "mongo:") {
 		t.Errorf("mongo image = %q, want the official image", mongo.Image)
 	}
-	for svc, target := range map[string]string{"redis": "/data", "mongo": "/data/db"} {
+	// END remove:mongo
+	// Each store's server keeps its data in a named volume, where its image
+	// keeps it.
+	for svc, target := range map[string]string{
+		// BEGIN remove:redis
+		"redis": "/data",
+		// END remove:redis
+		// BEGIN remove:mongo
+		"mongo": "/data/db",
+		// END remove:mongo
+	} {
 		s, _ := p.GetService(svc)
 		if !namedVolumeAt(p, s, target) {
 			t.Errorf("service %s has no named volume at %s", svc, target)
@@ -227,9 +297,14 @@ func TestComposeServices(t *testing.T) {
 	if app.Build == nil {
 		t.Error("app is not built from the Dockerfile")
 	}
-	for _, dep := range []string{"redis", "mongo"} {
-		if d, ok := app.DependsOn[dep]; !ok || d.Condition != types.ServiceConditionHealthy || d.Required {
-			t.Errorf("app's dependency on %s = %+v; want healthy, and optional (SQLite needs neither)", dep, d)
+	// The app waits for each store's server (every service but the app's
+	// instances and the load balancer), when its profile runs it.
+	for _, s := range p.Services {
+		if s.Image == app.Image || s.Name == "lb" {
+			continue
+		}
+		if d, ok := app.DependsOn[s.Name]; !ok || d.Condition != types.ServiceConditionHealthy || d.Required {
+			t.Errorf("app's dependency on %s = %+v; want healthy, and optional (SQLite needs no server)", s.Name, d)
 		}
 	}
 	if got := strings.Join(app.HealthCheck.Test, " "); !strings.Contains(got, "/web healthcheck") {
@@ -246,7 +321,7 @@ func TestComposeServices(t *testing.T) {
 // TestDataDirIsInAVolume: every app service keeps its data in a volume, not
 // in the container's writable layer (lost when it is recreated).
 func TestDataDirIsInAVolume(t *testing.T) {
-	p := load(t, "redis", "mongo", "scale")
+	p := loadAll(t)
 	for _, s := range p.Services {
 		if s.Image != "oauth-sessions:latest" {
 			continue
@@ -296,52 +371,9 @@ func namedVolumeAt(p *types.Project, s types.ServiceConfig, target string) bool 
 	return false
 }
 
-func TestComposeScaleProfile(t *testing.T) {
-	p := load(t, "scale")
-	for _, name := range []string{"app1", "app2"} {
-		s, err := p.GetService(name)
-		if err != nil {
-			t.Fatalf("scale profile lacks %s: %v", name, err)
-		}
-		e := env(t, s)
-		if e["SESSION_STORE"] != "redis" || !strings.Contains(e["REDIS_URL"], "redis:6379") || e["TRUST_PROXY"] != "true" {
-			t.Errorf("%s: SESSION_STORE %q, REDIS_URL %q, TRUST_PROXY %q; want shared Redis behind a trusted proxy", name, e["SESSION_STORE"], e["REDIS_URL"], e["TRUST_PROXY"])
-		}
-		if s.Image != "oauth-sessions:latest" || s.PullPolicy != types.PullPolicyNever {
-			t.Errorf("%s runs %q (pull %q); want the image the app service builds", name, s.Image, s.PullPolicy)
-		}
-	}
-	lb, err := p.GetService("lb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(lb.Ports) == 0 || len(lb.Volumes) == 0 {
-		t.Fatalf("lb has no port or config: %+v", lb)
-	}
-	for _, dep := range []string{"app1", "app2"} {
-		if d := lb.DependsOn[dep]; !d.Restart || d.Condition != types.ServiceConditionHealthy {
-			t.Errorf("lb depends on %s as %+v; want restart coupling (nginx resolves names at start)", dep, d)
-		}
-	}
-	conf, err := os.ReadFile(filepath.Join(root, "deploy", "nginx.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"server app1:8080", "server app2:8080", "X-Forwarded-Proto", "Host $http_host", "keepalive ", "proxy_next_upstream", "non_idempotent"} {
-		if !strings.Contains(string(conf), want) {
-			t.Errorf("deploy/nginx.conf lacks %q", want)
-		}
-	}
-	for _, leak := range []string{"$upstream_addr", "X-Upstream"} {
-		if strings.Contains(string(conf), leak) {
-			t.Errorf("deploy/nginx.conf sends %s to clients (internal addresses)", leak)
-		}
-	}
-}
-
 func TestComposePassesOnlyVariablesTheAppReads(t *testing.T) {
 	vars := appVars(t)
-	p := load(t, "redis", "mongo", "scale")
+	p := loadAll(t)
 	for _, s := range p.Services {
 		if s.Image != "oauth-sessions:latest" {
 			continue // not the app

@@ -66,7 +66,7 @@ func docFiles(t *testing.T) []string {
 // volume a command names exists, every `web sessions` subcommand exists,
 // every variable set exists.
 func TestDocsFollowTheFiles(t *testing.T) {
-	p := load(t, "redis", "mongo", "scale")
+	p := loadAll(t)
 	services := p.ServiceNames()
 	var profiles []string
 	for _, s := range p.Services {

@@ -1,61 +1,30 @@
 package deploycheck
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // TestHealthchecks runs each compose healthcheck command, as Docker runs it
 // inside the container, against a live healthy server (it must pass) and a
 // live server that answers with an error (it must fail). Only the address
-// the command talks to is added; the command is the compose file's.
+// the command talks to is added; the command is the compose file's. (A
+// store's server whose check needs helpers of its own has its test in a
+// file of its own.)
 func TestHealthchecks(t *testing.T) {
-	p := load(t, "redis", "mongo", "scale")
-	check := func(t *testing.T, service string) []string {
-		s, err := p.GetService(service)
-		if err != nil || s.HealthCheck == nil {
-			t.Fatalf("%s has no healthcheck: %v", service, err)
-		}
-		return s.HealthCheck.Test
-	}
-	run := func(t *testing.T, test []string, env []string, rewrite func(string) string) error {
-		t.Helper()
-		var cmd *exec.Cmd
-		switch test[0] {
-		case "CMD-SHELL":
-			cmd = exec.Command("/bin/sh", "-c", rewrite(test[1]))
-		case "CMD":
-			// Arguments joined by NUL so a rewrite can insert whole ones.
-			args := strings.Split(rewrite(strings.Join(test[1:], "\x00")), "\x00")
-			cmd = exec.Command(args[0], args[1:]...)
-		default:
-			t.Fatalf("healthcheck %v: unknown form", test)
-		}
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			if ee, ok := err.(*exec.ExitError); ok && (ee.ExitCode() == 126 || ee.ExitCode() == 127) {
-				t.Fatalf("healthcheck %v could not run (exit %d): %s", test, ee.ExitCode(), out)
-			}
-		}
-		return err
-	}
-
+	p := loadAll(t)
+	// BEGIN remove:redis
 	t.Run("redis", func(t *testing.T) {
 		bin := need(t, "redis-server", "apt-get install -y redis-server")
 		need(t, "redis-cli", "apt-get install -y redis-tools")
-		test := check(t, "redis")
+		test := healthcheck(t, p, "redis")
 		for _, tc := range []struct {
 			name    string
 			args    []string
@@ -67,16 +36,17 @@ func TestHealthchecks(t *testing.T) {
 			addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			_, port, _ := strings.Cut(addr, ":")
 			startProc(t, "redis-"+tc.name, bin, addr, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, tc.args...), nil)
-			err := run(t, test, nil, func(s string) string { return strings.ReplaceAll(s, "redis-cli ", "redis-cli -p "+port+" ") })
+			err := runHealthcheck(t, test, nil, func(s string) string { return strings.ReplaceAll(s, "redis-cli ", "redis-cli -p "+port+" ") })
 			if (err == nil) != tc.healthy {
 				t.Errorf("redis healthcheck against a server that is %s: err %v", tc.name, err)
 			}
 		}
 	})
+	// END remove:redis
 
 	t.Run("app", func(t *testing.T) {
 		web := buildApp(t)
-		test := check(t, "app")
+		test := healthcheck(t, p, "app")
 		if test[0] != "CMD" || test[1] != "/web" {
 			t.Fatalf("app healthcheck %v does not run the binary", test)
 		}
@@ -94,115 +64,51 @@ func TestHealthchecks(t *testing.T) {
 		}))
 		defer failing.Close()
 		portOf := func(u string) string { return u[strings.LastIndex(u, ":")+1:] }
-		if err := run(t, test, []string{"PORT=" + portOf(healthy.URL)}, bin); err != nil {
+		if err := runHealthcheck(t, test, []string{"PORT=" + portOf(healthy.URL)}, bin); err != nil {
 			t.Errorf("app healthcheck against a healthy server: %v", err)
 		}
-		if err := run(t, test, []string{"PORT=" + portOf(failing.URL)}, bin); err == nil {
+		if err := runHealthcheck(t, test, []string{"PORT=" + portOf(failing.URL)}, bin); err == nil {
 			t.Error("app healthcheck passed against a server answering 500")
 		}
-		if err := run(t, test, []string{"PORT=" + fmt.Sprint(freePort(t))}, bin); err == nil {
+		if err := runHealthcheck(t, test, []string{"PORT=" + fmt.Sprint(freePort(t))}, bin); err == nil {
 			t.Error("app healthcheck passed with no server")
 		}
 	})
-
-	t.Run("mongo", func(t *testing.T) {
-		mongosh := need(t, "mongosh", "./scripts/test (installs mongosh with npm into .cache/node)", filepath.Join(root, ".cache", "node", "node_modules", ".bin", "mongosh"))
-		ferret := need(t, "ferretdb", "./scripts/build-ferretdb", filepath.Join(root, ".cache", "bin", "ferretdb"))
-		test := check(t, "mongo")
-		if test[0] != "CMD" || test[1] != "mongosh" {
-			t.Fatalf("mongo healthcheck %v does not run mongosh", test)
-		}
-		at := func(port string) func(string) string {
-			return func(s string) string {
-				return strings.Replace(s, "mongosh", mongosh+"\x00--host\x00127.0.0.1\x00--port\x00"+port, 1)
-			}
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		_, port, _ := strings.Cut(addr, ":")
-		data := t.TempDir()
-		startProc(t, "ferretdb", ferret, addr, []string{"--listen-addr", addr, "--sqlite-url", "file:" + data + "/"}, nil)
-		if err := run(t, test, nil, at(port)); err != nil {
-			t.Errorf("mongo healthcheck against a healthy server: %v", err)
-		}
-		if err := run(t, test, nil, at(erroringMongo(t))); err == nil {
-			t.Error("mongo healthcheck passed against a server answering every command with an error")
-		}
-	})
 }
 
-// erroringMongo listens on a port and answers every MongoDB command, in
-// either wire format, with {ok: 0, code: 91 ShutdownInProgress}: a live
-// server that is not healthy. It returns the port.
-func erroringMongo(t *testing.T) string {
+// healthcheck returns the healthcheck command of service in p.
+func healthcheck(t *testing.T, p *types.Project, service string) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	s, err := p.GetService(service)
+	if err != nil || s.HealthCheck == nil {
+		t.Fatalf("%s has no healthcheck: %v", service, err)
 	}
-	t.Cleanup(func() { l.Close() })
-	doc := bsonDoc(
-		[]byte("\x01ok\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
-		bsonString("errmsg", "the server is shutting down"),
-		[]byte("\x10code\x00\x5b\x00\x00\x00"),
-		bsonString("codeName", "ShutdownInProgress"),
-	)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				for {
-					_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-					var hdr [16]byte
-					if _, err := io.ReadFull(c, hdr[:]); err != nil {
-						return
-					}
-					size := int(binary.LittleEndian.Uint32(hdr[0:]))
-					if size < 16 || size > 1<<20 {
-						return
-					}
-					if _, err := io.CopyN(io.Discard, c, int64(size-16)); err != nil {
-						return
-					}
-					reqID, op := hdr[4:8], binary.LittleEndian.Uint32(hdr[12:])
-					var body []byte
-					switch op {
-					case 2004: // OP_QUERY: answer with OP_REPLY
-						body = append(make([]byte, 20), doc...)
-						binary.LittleEndian.PutUint32(body[16:], 1) // numberReturned
-						op = 1
-					case 2013: // OP_MSG
-						body = append([]byte{0, 0, 0, 0, 0}, doc...)
-					default:
-						return
-					}
-					out := make([]byte, 16, 16+len(body))
-					binary.LittleEndian.PutUint32(out[0:], uint32(16+len(body)))
-					copy(out[8:12], reqID)
-					binary.LittleEndian.PutUint32(out[12:], op)
-					if _, err := c.Write(append(out, body...)); err != nil {
-						return
-					}
-				}
-			}()
+	return s.HealthCheck.Test
+}
+
+// runHealthcheck runs a healthcheck command as Docker does, with env added
+// to this process's environment and the command passed through rewrite
+// (which points it at the test's server), and returns how it exited. A
+// command that cannot run at all fails the test.
+func runHealthcheck(t *testing.T, test []string, env []string, rewrite func(string) string) error {
+	t.Helper()
+	var cmd *exec.Cmd
+	switch test[0] {
+	case "CMD-SHELL":
+		cmd = exec.Command("/bin/sh", "-c", rewrite(test[1]))
+	case "CMD":
+		// Arguments joined by NUL so a rewrite can insert whole ones.
+		args := strings.Split(rewrite(strings.Join(test[1:], "\x00")), "\x00")
+		cmd = exec.Command(args[0], args[1:]...)
+	default:
+		t.Fatalf("healthcheck %v: unknown form", test)
+	}
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok && (ee.ExitCode() == 126 || ee.ExitCode() == 127) {
+			t.Fatalf("healthcheck %v could not run (exit %d): %s", test, ee.ExitCode(), out)
 		}
-	}()
-	addr := l.Addr().String()
-	return addr[strings.LastIndex(addr, ":")+1:]
-}
-
-func bsonString(name, value string) []byte {
-	b := append([]byte{0x02}, name...)
-	b = append(b, 0)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(value)+1))
-	return append(append(b, value...), 0)
-}
-
-func bsonDoc(elems ...[]byte) []byte {
-	body := bytes.Join(elems, nil)
-	out := binary.LittleEndian.AppendUint32(nil, uint32(4+len(body)+1))
-	return append(append(out, body...), 0)
+	}
+	return err
 }

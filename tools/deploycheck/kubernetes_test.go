@@ -1,6 +1,7 @@
 package deploycheck
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,9 +165,22 @@ func TestKubernetesManifests(t *testing.T) {
 	if env["APP_ENV"] != "production" {
 		t.Errorf("APP_ENV = %q, want production", env["APP_ENV"])
 	}
-	if s := env["SESSION_STORE"]; s != "redis" && s != "mongo" {
-		t.Errorf("SESSION_STORE = %q: two replicas need a shared store (redis or mongo)", s)
+	// Two replicas need one store that every instance reaches: a server
+	// store (one of .env.example's store sections but sqlite's), never one
+	// that keeps each replica's sessions to itself; and the ConfigMap says
+	// so to whoever changes it.
+	shared := serverStores(t)
+	if s, ok := env["SESSION_STORE"]; ok && !shared[s] {
+		t.Errorf("SESSION_STORE = %q: two replicas need a shared store (one of %v)", s, slices.Sorted(maps.Keys(shared)))
 	}
+	if b, err := os.ReadFile(filepath.Join(k8sDir, "configmap.yaml")); err != nil || !strings.Contains(string(b), "must share a store") {
+		t.Errorf("configmap.yaml does not say that the replicas must share a store (%v)", err)
+	}
+	// BEGIN remove:redis
+	if _, ok := env["SESSION_STORE"]; !ok {
+		t.Error("SESSION_STORE is not set (the default keeps each replica's sessions to itself); the base shares Redis")
+	}
+	// END remove:redis
 
 	// Ports and probes match what the app serves.
 	port := int32(8080)
@@ -230,6 +244,26 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("%s=%s: the Secret has no key %q", k, v, key)
 		}
 	}
+}
+
+// serverStores returns the stores .env.example has a section for, headed
+// "(SESSION_STORE=name)", but sqlite: the ones on a server every instance
+// can reach.
+func serverStores(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(line, "(SESSION_STORE="); ok && strings.HasPrefix(line, "# ---") {
+			if name, _, ok := strings.Cut(rest, ")"); ok && name != "sqlite" {
+				stores[name] = true
+			}
+		}
+	}
+	return stores
 }
 
 // imageUID is the numeric user of the Dockerfile's runtime stage.

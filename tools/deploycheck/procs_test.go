@@ -36,7 +36,7 @@ type proc struct {
 }
 
 // freePort returns a loopback port that was free a moment ago: for the
-// servers that cannot pick their own (redis-server, FerretDB, nginx), which
+// servers that cannot pick their own (the stores' servers, nginx), which
 // then bind 127.0.0.1 exactly as probed. The app picks its own (startApp).
 func freePort(t testing.TB) int {
 	t.Helper()

@@ -151,6 +151,30 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	return nil
 }
 
+// Insert implements sessionstore.Store: Save, unless a live record has
+// e's key; the check and the write are one step under the store's lock.
+func (s *Store) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	if old, ok := s.items[e.Key]; ok && s.now().Before(old.ExpiresAt) {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.remove(e.Key)
+	s.items[e.Key] = copyOf(e)
+	for _, o := range e.Owners {
+		if s.byOwner[o] == nil {
+			s.byOwner[o] = map[string]struct{}{}
+		}
+		s.byOwner[o][e.Key] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.changed(e.Key)
+	return true, nil
+}
+
 // Touch implements sessionstore.Store.
 func (s *Store) Touch(ctx context.Context, key string, seenAt, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {

@@ -331,6 +331,26 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	return nil
 }
 
+// Insert implements sessionstore.Store on the unique _id: an insert,
+// atomic on any server; if a document has the key but has expired (not
+// yet removed by the TTL monitor or the sweep), a replace that matches
+// only while it is still expired, so of concurrent inserters one wins.
+func (s *Store) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) {
+	d := docOf(e)
+	_, err := s.coll.InsertOne(ctx, d)
+	if err == nil {
+		return true, nil
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		return false, fmt.Errorf("mongo insert: %w", full(err))
+	}
+	res, err := s.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: e.Key}, {Key: "expiresAt", Value: bson.D{{Key: "$lte", Value: s.opts.Now()}}}}, d)
+	if err != nil {
+		return false, fmt.Errorf("mongo insert over an expired record: %w", full(err))
+	}
+	return res.MatchedCount == 1, nil
+}
+
 // Take implements sessionstore.Store: read the document, then delete it
 // only if it is still the one read. Of concurrent Takes exactly one
 // deletes it, on any server (a single-document delete is atomic

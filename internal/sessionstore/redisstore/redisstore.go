@@ -378,6 +378,45 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	return nil
 }
 
+// insertScript sets KEYS[1] to ARGV[1], expiring at ARGV[3] (Unix ms),
+// unless it holds a record still live at ARGV[2] (the caller's clock, as
+// Find judges it): the record's expiry is its first 8 bytes. It returns 1
+// if it set the key.
+var insertScript = redis.NewScript(`
+local hdr = redis.call('GETRANGE', KEYS[1], 0, 7)
+if string.len(hdr) == 8 then
+  local exp = 0
+  for i = 1, 8 do exp = exp * 256 + string.byte(hdr, i) end
+  if exp > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+return 1
+`)
+
+// Insert implements sessionstore.Store with one script, atomic on the
+// server and so for every instance (SET NX would do but for a record
+// the server keeps a moment past its expiry by the app's clock).
+func (s *Store) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) {
+	ttl := e.ExpiresAt.Sub(s.now())
+	if ttl <= 0 {
+		return false, nil
+	}
+	n, err := insertScript.Run(ctx, s.rdb, []string{s.prefix + e.Key}, encode(e), s.now().UnixMilli(), e.ExpiresAt.UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis insert: %w", full(err))
+	}
+	if n == 0 {
+		return false, nil
+	}
+	s.followers.Invalidate(e.Key)
+	for _, o := range e.Owners {
+		if err := addOwnerScript.Run(ctx, s.rdb, []string{s.ownerKey(o)}, e.Key, ttl.Milliseconds()+1000).Err(); err != nil {
+			return true, fmt.Errorf("redis index owner: %w", full(err))
+		}
+	}
+	return true, nil
+}
+
 // touchScript moves the times kept in the value and the native TTL
 // together, only for a record that is still live by the caller's clock
 // (ARGV[3], Unix ms: the key may outlive it by the server's), and returns

@@ -1,6 +1,6 @@
 // Package sqlitestore keeps sessions in an embedded SQLite file through the
 // pure-Go modernc.org/sqlite driver: no server, no cgo, and sessions survive
-// restarts. It suits one server; several servers want Redis.
+// restarts. It suits one server; several servers want a shared store.
 package sqlitestore
 
 import (
@@ -108,8 +108,8 @@ type Store struct {
 }
 
 type queries struct {
-	find, save, touch, del, take, page, owner, cleanup string
-	ownersOf, delOwners, addOwner, delOwnersIn         string
+	find, save, insert, touch, del, take, page, owner, cleanup string
+	ownersOf, delOwners, addOwner, delOwnersIn                 string
 }
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -156,8 +156,11 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	// ways: by owner for ByOwner, by key to replace and delete them.
 	owners := `(SELECT group_concat(owner, char(10)) FROM ` + t + `_owners o WHERE o.key = ` + t + `.key)`
 	s.q = queries{
-		find:        `SELECT data, seen_at, expires_at, ` + owners + ` FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
-		save:        `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, '', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+		find: `SELECT data, seen_at, expires_at, ` + owners + ` FROM ` + t + ` WHERE key = ? AND expires_at > ?`,
+		save: `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, '', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at`,
+		// Save unless a live record has the key: an expired one not yet
+		// swept counts as absent.
+		insert:      `INSERT INTO ` + t + ` (key, owner, data, seen_at, expires_at) VALUES (?, '', ?, ?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data, seen_at = excluded.seen_at, expires_at = excluded.expires_at WHERE ` + t + `.expires_at <= ?`,
 		touch:       `UPDATE ` + t + ` SET seen_at = ?, expires_at = ? WHERE key = ? AND expires_at > ?`,
 		del:         `DELETE FROM ` + t + ` WHERE key = ?`,
 		take:        `DELETE FROM ` + t + ` WHERE key = ? RETURNING data, seen_at, expires_at`,
@@ -299,6 +302,38 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 		return fmt.Errorf("sqlite save: %w", s.full(err))
 	}
 	return nil
+}
+
+// Insert implements sessionstore.Store with one conditional upsert in a
+// transaction on the single writer connection: atomic.
+func (s *Store) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) {
+	inserted := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q.insert, e.Key, e.Data, ms(e.SeenAt), ms(e.ExpiresAt), ms(s.opts.Now()))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		inserted = true
+		if _, err := tx.ExecContext(ctx, s.q.delOwners, e.Key); err != nil {
+			return err
+		}
+		for _, o := range e.Owners {
+			if _, err := tx.ExecContext(ctx, s.q.addOwner, o, e.Key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite insert: %w", s.full(err))
+	}
+	if inserted {
+		s.followers.Invalidate(e.Key)
+	}
+	return inserted, nil
 }
 
 // Touch implements sessionstore.Store.

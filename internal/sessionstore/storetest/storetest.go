@@ -4,8 +4,8 @@
 //
 // Time is a parameter: each test gets a fresh store on a fake clock and
 // moves the clock instead of sleeping. The one exception is ServerExpiry,
-// for backends whose server expires records on its own clock (Redis): that
-// test waits in real time, because the server's expiry is what it tests.
+// for backends whose server expires records on its own clock: that test
+// waits in real time, because the server's expiry is what it tests.
 package storetest
 
 import (
@@ -52,7 +52,7 @@ const (
 	// OtherHandle: Harness.Other opens a second handle on the same records,
 	// as another app instance or the CLI has.
 	OtherHandle Capability = "OtherHandle"
-	// ServerExpiry: the server evicts records on its own clock (Redis TTLs),
+	// ServerExpiry: the server evicts records on its own clock (its TTLs),
 	// which no fake clock moves.
 	ServerExpiry Capability = "ServerExpiry"
 	// RateCount: sessionstore.RateCounter, shared by every handle.
@@ -106,6 +106,8 @@ func Run(t *testing.T, h Harness) {
 		{"Delete", testDelete},
 		{"Take", testTake},
 		{"TakeOnce", testTakeOnce},
+		{"Insert", testInsert},
+		{"InsertOnce", testInsertOnce},
 		{"Expiry", testExpiry},
 		{"Touch", testTouch},
 		{"All", testAll},
@@ -846,8 +848,9 @@ func signIn(t testing.TB, g *httpsession.Manager, user any) (*http.Cookie, strin
 	return w.Result().Cookies()[0], httpsession.KeyOf(sess)
 }
 
-// waitSynced waits until the feed vouches for its followers (Redis
-// subscribes in the background; SQLite starts polling when first asked).
+// waitSynced waits until the feed vouches for its followers (a server's
+// feed may subscribe in the background; SQLite starts polling when first
+// asked).
 func waitSynced(t testing.TB, feed sessionstore.ChangeFeed) {
 	t.Helper()
 	testservers.WaitUntil(t, 10*time.Second, func() bool { return feed.Synced(t.Context()) }, "the change feed synced")
@@ -975,7 +978,7 @@ func testCachedSessions(t *testing.T, h Harness) {
 	}
 }
 
-// Variant is another deployment of a backend: its name ("redis-cluster")
+// Variant is another deployment of a backend: its name ("NAME-cluster")
 // and the variables of a store on it.
 type Variant struct {
 	Name string
@@ -1001,13 +1004,14 @@ type Server struct {
 	// every document), for the at-rest test.
 	Dump func(t testing.TB, env map[string]string) []byte
 	// Variants are other deployments of the backend the program's tests
-	// run too (Redis Cluster), each named and with its own Env.
+	// run too (a cluster), each named and with its own Env.
 	Variants []Variant
 	// Remove, where there is an operator's tool for it, deletes the record
-	// stored under key behind the app's back (redis-cli -c DEL).
+	// stored under key behind the app's back (as the server's own client
+	// would).
 	Remove func(t testing.TB, env map[string]string, key string)
 	// Fill, where the test can, fills the server of env until it refuses
-	// writes for lack of room (Redis at maxmemory with noeviction), and
-	// returns a function that gives the room back.
+	// writes for lack of room (at its memory ceiling with eviction off),
+	// and returns a function that gives the room back.
 	Fill func(t testing.TB, env map[string]string) (release func())
 }

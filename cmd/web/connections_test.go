@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// dialFrom opens a connection to addr from the loopback address src
+// (127.0.0.2 and up): another client, as far as the app can tell.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// keepAliveRequest sends one request on c and reads its answer, leaving
+// the connection open and idle, as a browser's keep-alive connection is.
+func keepAliveRequest(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+		return err
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	_ = c.SetDeadline(time.Time{})
+	return nil
+}
+
+// probe makes a new connection from 127.0.0.1 every 100 ms for n rounds
+// and returns how many got no answer within 5 s.
+func probe(base string, n int) (unanswered int, slowest time.Duration) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range n {
+		start := time.Now()
+		res, err := client.Get(base + "/healthz")
+		if err != nil {
+			unanswered++
+		} else {
+			res.Body.Close()
+		}
+		slowest = max(slowest, time.Since(start))
+		time.Sleep(100 * time.Millisecond)
+	}
+	return unanswered, slowest
+}
+
+// TestIdleConnectionsMakeRoom: clients that send one request each and
+// then hold their keep-alive connections open past the connection cap do
+// not lock anyone out: at the cap, idle connections are closed, and new
+// clients are answered.
+func TestIdleConnectionsMakeRoom(t *testing.T) {
+	p := startIDP(t)
+	env := baseEnv(t, p, t.TempDir())
+	env["MAX_CONNECTIONS"] = "64"
+	a := startApp(t, env)
+	addr := a.addr
+
+	// 80 idle keep-alive connections from 8 addresses, 10 each (under
+	// the per-address cap): more than the cap of 64.
+	var conns []net.Conn
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 80 {
+		wg.Go(func() {
+			c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 2+i%8), addr)
+			if keepAliveRequest(c) == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		})
+	}
+	// Those past the cap wait to be accepted until an idle one is closed:
+	// the dialer does not wait for that, the request does.
+	wg.Wait()
+	unanswered, slowest := probe(a.URL, 20)
+	t.Logf("%d idle connections held; new clients: %d of 20 unanswered, slowest %s", len(conns), unanswered, slowest.Round(time.Millisecond))
+	if unanswered > 0 {
+		t.Fatalf("%d of 20 new clients got no answer within 5s while idle connections filled the cap", unanswered)
+	}
+	if len(conns) < 64 {
+		t.Fatalf("only %d of 80 connections got their first request answered, want all (idle ones make room)", len(conns))
+	}
+	// Closed by the server: a read ends at once.
+	if closedNow(conns) == 0 {
+		t.Fatal("no idle connection was closed at the cap")
+	}
+}
+
+// closedNow counts the connections the server has closed: a read ends
+// at once with an error rather than waiting (all read at the same time,
+// for 200 ms).
+func closedNow(conns []net.Conn) int {
+	var closed atomic.Int64
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, err := c.Read(make([]byte, 1))
+			if ne, ok := err.(net.Error); err != nil && !(ok && ne.Timeout()) {
+				closed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(closed.Load())
+}
+
+// TestConnectionsPerAddressAreCapped: one client trickling the headers of
+// requests on many connections holds MAX_CONNECTIONS_PER_ADDRESS of them
+// at most; the rest are closed at once, and other clients are answered.
+func TestConnectionsPerAddressAreCapped(t *testing.T) {
+	p := startIDP(t)
+	env := baseEnv(t, p, t.TempDir())
+	env["MAX_CONNECTIONS_PER_ADDRESS"] = "8"
+	a := startApp(t, env)
+
+	var conns []net.Conn
+	for range 30 {
+		c := dialFrom(t, "127.0.0.9", a.addr)
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: app\r\n") // and never the blank line
+		conns = append(conns, c)
+	}
+	// Well within the 3s header timeout, which would close them all.
+	closed := closedNow(conns)
+	unanswered, slowest := probe(a.URL, 10)
+	t.Logf("30 trickling connections from one address: %d closed; new clients from another: %d of 10 unanswered, slowest %s",
+		closed, unanswered, slowest.Round(time.Millisecond))
+	if closed != 22 {
+		t.Fatalf("%d of 30 connections from one address closed, want 22 (a cap of 8)", closed)
+	}
+	if unanswered > 0 {
+		t.Fatalf("%d of 10 clients from another address got no answer", unanswered)
+	}
+}
