@@ -95,19 +95,10 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 			i := strings.LastIndexByte(tok, '.') + 5
 			return tok[:i] + string('A'+(tok[i]-'A'+1)%26) + tok[i+1:]
 		}
-		var sent atomic.Int64
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		for w := range 16 {
-			wg.Go(func() {
-				for i := 0; ctx.Err() == nil; i++ {
-					n := w*1_000_003 + i
-					if _, err := postLogoutFrom(url, "google", forged(), fmt.Sprintf("198.51.%d.%d", n%5000/250, n%250+1)); err == nil {
-						sent.Add(1)
-					}
-				}
-			})
-		}
+		f := startFlood(16, among("198.51", 5000), func(addr string) (bool, error) {
+			status, err := postLogoutFrom(url, "google", forged(), addr)
+			return status == http.StatusBadRequest, err
+		})
 		time.Sleep(2 * time.Second) // the flood under way
 		start, accepted := time.Now(), 0
 		for i := range users {
@@ -117,9 +108,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		cancel()
-		wg.Wait()
-		rate := float64(sent.Load()) / (time.Since(start).Seconds() + 2)
+		rate := f.stop()
 		signedOut := 0
 		for _, u := range users {
 			if u.me(a).Status == http.StatusUnauthorized {
@@ -147,19 +136,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 			return n
 		}
 		before := count()
-		var tried atomic.Int64
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		for w := range 16 {
-			wg.Go(func() {
-				for i := 0; ctx.Err() == nil; i++ {
-					n := w*1_000_003 + i
-					if _, err := startFrom(url, fmt.Sprintf("198.18.%d.%d", n%5000/250, n%250+1)); err == nil {
-						tried.Add(1)
-					}
-				}
-			})
-		}
+		f := startFlood(16, among("198.18", 5000), func(addr string) (bool, error) { return startFrom(url, addr) })
 		const length = 60 * time.Second
 		visitors, started := 0, 0
 		for end := time.Now().Add(length); time.Now().Before(end); visitors++ {
@@ -168,13 +145,12 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		cancel()
-		wg.Wait()
+		rate := f.stop()
 		added := count() - before
 		// Two ceilings of 100/s (and their bursts) for a minute; about
 		// 0.5 KB a flow record.
 		bound := 2 * 100 * (60 + 1)
-		row("sign-in starts from many addresses", length.String(), fmt.Sprintf("%.0f/s from 5,000 addresses", float64(tried.Load())/length.Seconds()),
+		row("sign-in starts from many addresses", length.String(), fmt.Sprintf("%.0f/s from 5,000 addresses", rate),
 			fmt.Sprintf("%d of %d new visitors started (%.0f%%); store +%d flows (about %.1f MB) in the minute", started, visitors, 100*float64(started)/float64(visitors), added, float64(added)*0.5/1024),
 			fmt.Sprintf("≥ 90%% started; ≤ %d flows a minute (≈ %.0f MB)", bound, float64(bound)*0.5/1024), float64(started) >= 0.9*float64(visitors) && added <= bound)
 		app.Stop(t)
@@ -198,24 +174,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 		}
 		proc, url := benchAppPinned(t, false, bin, slices.Concat(environ(env), []string{"TRUST_PROXY=true",
 			"LOGIN_RATE_LIMIT=10", "LOGIN_RATE_BURST=20", "LOGIN_START_MAX_PER_SECOND=100"})...)
-		var tried atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := range 16 {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					n := w*7919 + i*16
-					if _, err := startFrom(url, fmt.Sprintf("10.%d.%d.%d", n/62500%4, n/250%250, n%250+1)); err == nil {
-						tried.Add(1)
-					}
-				}
-			})
-		}
+		f := startFlood(16, among("10.0", 60000), func(addr string) (bool, error) { return startFrom(url, addr) })
 		time.Sleep(d) // the flood's length
 		keys, bytes := 0, int64(0)
 		iter := rdb.Scan(ctx, 0, env["REDIS_KEY_PREFIX"]+"rl:login:*", 1000).Iterator()
@@ -225,8 +184,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 				bytes += n
 			}
 		}
-		close(stop)
-		wg.Wait()
+		rate := f.stop()
 		proc.Stop(t)
 		if len(was) == 1 {
 			for _, v := range was {
@@ -234,7 +192,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 			}
 		}
 		rdb.Close()
-		row("sign-in starts from many addresses, Redis of 3 MB", d.String(), fmt.Sprintf("%.0f/s from 60,000 addresses", float64(tried.Load())/d.Seconds()),
+		row("sign-in starts from many addresses, Redis of 3 MB", d.String(), fmt.Sprintf("%.0f/s from 60,000 addresses", rate),
 			fmt.Sprintf("%d rate counters, %d KB (%.1f%% of 3 MB)", keys, bytes>>10, 100*float64(bytes)/(3<<20)), "counters ≤ 10% of 3 MB", bytes <= 3<<20/10)
 	}
 	// END remove:redis

@@ -69,18 +69,26 @@ func readAll(getenv func(string) string) error {
 	return nil
 }
 
-// TestEnvExampleListsExactlyWhatIsRead keeps .env.example in step with what
-// the program and its backends read.
-func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
+// varsRead returns every variable the program and its backends read (but
+// NAME_FILE: any variable may come from a file).
+func varsRead(t *testing.T) map[string]bool {
+	t.Helper()
 	read := map[string]bool{}
 	if err := readAll(func(k string) string {
-		if !strings.HasSuffix(k, "_FILE") { // any variable may come from a file
+		if !strings.HasSuffix(k, "_FILE") {
 			read[k] = true
 		}
 		return ""
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return read
+}
+
+// TestEnvExampleListsExactlyWhatIsRead keeps .env.example in step with what
+// the program and its backends read.
+func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
+	read := varsRead(t)
 	set, commented := envExample(t)
 	for k := range read {
 		if _, ok := set[k]; !ok && !commented[k] {
@@ -116,15 +124,7 @@ func TestEnvExampleListsExactlyWhatIsRead(t *testing.T) {
 // listed in .env.example. Rows, not prose: removing a backend from the
 // template deletes its rows.
 func TestConfigurationDocListsExactlyWhatIsRead(t *testing.T) {
-	read := map[string]bool{}
-	if err := readAll(func(k string) string {
-		if !strings.HasSuffix(k, "_FILE") { // any variable may come from a file
-			read[k] = true
-		}
-		return ""
-	}); err != nil {
-		t.Fatal(err)
-	}
+	read := varsRead(t)
 	b, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)

@@ -140,6 +140,12 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 	defer s.changed(e.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.put(e)
+	return nil
+}
+
+// put replaces the record under e's key and its owners; s.mu is held.
+func (s *Store) put(e sessionstore.Entry) {
 	s.remove(e.Key)
 	s.items[e.Key] = copyOf(e)
 	for _, o := range e.Owners {
@@ -148,7 +154,6 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 		}
 		s.byOwner[o][e.Key] = struct{}{}
 	}
-	return nil
 }
 
 // Insert implements sessionstore.Store: Save, unless a live record has
@@ -162,14 +167,7 @@ func (s *Store) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) 
 		s.mu.Unlock()
 		return false, nil
 	}
-	s.remove(e.Key)
-	s.items[e.Key] = copyOf(e)
-	for _, o := range e.Owners {
-		if s.byOwner[o] == nil {
-			s.byOwner[o] = map[string]struct{}{}
-		}
-		s.byOwner[o][e.Key] = struct{}{}
-	}
+	s.put(e)
 	s.mu.Unlock()
 	s.changed(e.Key)
 	return true, nil

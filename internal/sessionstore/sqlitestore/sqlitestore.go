@@ -288,18 +288,23 @@ func (s *Store) Save(ctx context.Context, e sessionstore.Entry) error {
 		if _, err := tx.ExecContext(ctx, s.q.save, e.Key, e.Data, ms(e.SeenAt), ms(e.ExpiresAt)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.q.delOwners, e.Key); err != nil {
-			return err
-		}
-		for _, o := range e.Owners {
-			if _, err := tx.ExecContext(ctx, s.q.addOwner, o, e.Key); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.setOwners(ctx, tx, e)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite save: %w", s.full(err))
+	}
+	return nil
+}
+
+// setOwners files e under its owners, and under no others.
+func (s *Store) setOwners(ctx context.Context, tx *sql.Tx, e sessionstore.Entry) error {
+	if _, err := tx.ExecContext(ctx, s.q.delOwners, e.Key); err != nil {
+		return err
+	}
+	for _, o := range e.Owners {
+		if _, err := tx.ExecContext(ctx, s.q.addOwner, o, e.Key); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -317,15 +322,7 @@ func (s *Store) Insert(ctx context.Context, e sessionstore.Entry) (bool, error) 
 			return err
 		}
 		inserted = true
-		if _, err := tx.ExecContext(ctx, s.q.delOwners, e.Key); err != nil {
-			return err
-		}
-		for _, o := range e.Owners {
-			if _, err := tx.ExecContext(ctx, s.q.addOwner, o, e.Key); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.setOwners(ctx, tx, e)
 	})
 	if err != nil {
 		return false, fmt.Errorf("sqlite insert: %w", s.full(err))
