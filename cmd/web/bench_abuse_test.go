@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	// END remove:redis
 
 	"example.com/oauth-sessions/internal/devprovider"
+	"example.com/oauth-sessions/internal/devprovider/devprovidertest"
 )
 
 // abuse is the second attack round (issue 23), each attack at full size
@@ -155,6 +158,41 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 			fmt.Sprintf("≥ 90%% started; ≤ %d flows a minute (≈ %.0f MB)", bound, float64(bound)*0.5/1024), float64(started) >= 0.9*float64(visitors) && added <= bound)
 		app.Stop(t)
 	}
+	// 6. A provider whose UserInfo answer never ends (300 MB): the sign-in
+	// is refused after MaxResponse, and the process's peak memory shows it.
+	{
+		var written atomic.Int64
+		endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			chunk := []byte(strings.Repeat("a", 64<<10))
+			_, _ = w.Write([]byte(`{"sub":"x","name":"`))
+			for written.Load() < 300<<20 {
+				n, err := w.Write(chunk)
+				written.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+			_, _ = w.Write([]byte(`"}`))
+		}))
+		idp := startIDP(t)
+		idp.SetTamper(devprovidertest.WithoutProfileInIDToken)
+		idp.SetDiscovery(func(doc map[string]any) { doc["userinfo_endpoint"] = endless.URL })
+		proc, url := benchAppPinned(t, false, bin, slices.Concat(base, []string{"GOOGLE_ISSUER_URL=" + idp.URL,
+			"GOOGLE_CLIENT_ID=" + idpClientID, "GOOGLE_CLIENT_SECRET=" + idpClientSecret})...)
+		a := &app{URL: url, logs: &syncBuffer{}}
+		b := newBrowser(t)
+		res := b.get(b.approve(b.startLogin(a, ""), "Ada", "ada@example.com"))
+		endless.CloseClientConnections()
+		peak := peakRSS(proc.PID())
+		me := b.me(a).Status
+		endless.Close()
+		row("a provider's UserInfo answer of 300 MB", "one sign-in", fmt.Sprintf("the provider wrote %.1f MB before the app hung up", float64(written.Load())/(1<<20)),
+			fmt.Sprintf("callback %d, /api/auth/me %d; the app's peak RSS %d MB", res.Status, me, peak>>20), "refused after at most 1 MB read; peak RSS tens of MB, not hundreds",
+			res.Status == http.StatusSeeOther && me == http.StatusUnauthorized && peak < 100<<20)
+		proc.Stop(t)
+	}
+
 	// BEGIN remove:redis
 	// 5. The same flood from 60,000 addresses against a Redis of 3 MB
 	// (maxmemory, noeviction): what the per-address counters take there.
@@ -197,6 +235,22 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 	}
 	// END remove:redis
 	rep.f("\nGoals (issue 23). Figures vary with this VM's load; every row is one run. The short versions of each attack run in the test command (`cmd/web/connections_test.go`, `cmd/web/flood_test.go`).\n\n")
+}
+
+// peakRSS is a process's peak resident memory (VmHWM), in bytes.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return -1
 }
 
 // holdConnections keeps n connections to addr open from the given number

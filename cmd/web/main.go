@@ -96,8 +96,13 @@ func withEnvFile(path string, getenv func(string) string) (func(string) string, 
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	return newLoggerAt(cfg, cfg.LogLevel, w)
+}
+
+// newLoggerAt is newLogger at another level.
+func newLoggerAt(cfg *config.Config, levelName string, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(levelName))
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: clipAttr}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -259,8 +264,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 	}
 	ln = limitConnections(srv, ln, cfg.MaxConnections, perAddr)
 	// The line that says the server is ready, and where: tests and scripts
-	// that start it with port 0 read the address from it.
-	logger.Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", def.Name,
+	// that start it with port 0 read the address from it, so it is written
+	// whatever LOG_LEVEL says.
+	newLoggerAt(cfg, "info", stdout).Info("Server listening", "addr", ln.Addr().String(), "baseURL", cfg.BaseURL.String(), "storeType", def.Name,
 		"environment", cfg.Env, "maxConnections", cfg.MaxConnections, "maxConnectionsPerAddress", perAddr)
 
 	errc := make(chan error, 1)

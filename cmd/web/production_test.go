@@ -335,3 +335,15 @@ func TestIdleConnectionsCannotCrowdOut(t *testing.T) {
 	}
 	t.Logf("served after %s with %d idle connections at the limit", time.Since(start).Round(time.Millisecond), len(idle))
 }
+
+// TestListeningLineWhateverTheLevel: the line that names the address a
+// server with port 0 got is written even at LOG_LEVEL=error.
+func TestListeningLineWhateverTheLevel(t *testing.T) {
+	p := startIDP(t)
+	env := baseEnv(t, p, t.TempDir())
+	env["LOG_LEVEL"] = "error"
+	a := startApp(t, env)
+	if !strings.Contains(a.logs.String(), `msg="Server listening" addr=`+a.addr) {
+		t.Fatalf("no listening line naming %s at LOG_LEVEL=error:\n%s", a.addr, a.logs)
+	}
+}

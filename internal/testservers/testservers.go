@@ -267,6 +267,14 @@ func ModuleRoot() (string, error) {
 	}
 }
 
+// PID returns the running process's id (0 when stopped).
+func (p *Proc) PID() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Env returns the extra environment the process was started with.
 func (p *Proc) Env() []string { return p.env }
 
