@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +31,7 @@ import (
 // (connections_test.go, flood_test.go).
 func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]string) {
 	rep.f("## Abuse, round 2: connections, forged logouts, distributed floods\n\n")
-	rep.f("The built app with its defaults (`MAX_CONNECTIONS=1024`, `MAX_CONNECTIONS_PER_ADDRESS=64`, `LOGIN_START_MAX_PER_SECOND=100`), SQLite, not pinned: attackers and probes are goroutines of the benchmark on the same two cores. Attackers use loopback source addresses 127.0.0.2 and up (a connection's address); the floods of requests name their addresses in `X-Forwarded-For` with `TRUST_PROXY=true`, as behind a proxy. A probe is a new client: a new connection every 100 ms for the attack's length, `GET /healthz`, 10 s timeout.\n\n")
+	rep.f("The built app with its defaults (`MAX_CONNECTIONS=1024`, `MAX_CONNECTIONS_PER_ADDRESS=64`, `LOGIN_START_MAX_PER_SECOND=100`), SQLite, not pinned: attackers and probes are goroutines of the benchmark on the same two cores. Attackers use loopback source addresses 127.0.0.2 and up (a connection's address); the floods of requests name their addresses in `X-Forwarded-For` with `TRUST_PROXY=true`, as behind a proxy. A probe is a new client: a new connection every 100 ms for the attack's length, `GET /healthz`, 5 s timeout.\n\n")
 	rep.f("| attack | length | attack size | result | goal | verdict |\n|---|---|---|---|---|---|\n")
 	row := func(attack, length, size, result, goal string, ok bool) {
 		rep.f("| %s | %s | %s | %s | %s | %s |\n", attack, length, size, result, goal, verdict(ok))
@@ -44,7 +43,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 	{
 		app, url := benchAppPinned(t, false, bin, base...)
 		stop := holdConnections(t, app.Addr, 1100, 20, func(c net.Conn) error { return keepAliveRequest(c) }, nil)
-		p := probeFor(url, d)
+		p := probe(url, during(d))
 		held := stop()
 		row("idle keep-alive connections, reconnecting when closed", d.String(), "1,100 from 20 addresses ("+fmt.Sprint(held)+" connections made)", p.String(), "new client p99 < 1 s", p.p99 < time.Second && p.failed == 0)
 		app.Stop(t)
@@ -75,7 +74,7 @@ func abuse(t *testing.T, rep *report, bin string, stores map[string]map[string]s
 	} {
 		app, url := benchAppPinned(t, false, bin, base...)
 		stop := holdConnections(t, app.Addr, 3000, slow.addresses, slow.open, slow.every)
-		p := probeFor(url, d)
+		p := probe(url, during(d))
 		held := stop()
 		row("slow clients: "+slow.name, d.String(), fmt.Sprintf("3,000 from %d address(es) (%d connections made)", slow.addresses, held), p.String(), "new client p99 < 1 s", p.p99 < time.Second && p.failed == 0)
 		app.Stop(t)
@@ -317,34 +316,8 @@ func holdConnections(t *testing.T, addr string, n, addresses int, open, every fu
 	}
 }
 
-// probed is what a probe saw.
-type probed struct {
-	p50, p99, worst time.Duration
-	failed, total   int
-}
-
-func (p probed) String() string {
-	return fmt.Sprintf("new client: p50 %s, p99 %s, worst %s, %d of %d failed", p.p50.Round(time.Millisecond), p.p99.Round(time.Millisecond), p.worst.Round(time.Millisecond), p.failed, p.total)
-}
-
-// probeFor makes a new connection every 100 ms for d and times GET
-// /healthz on each.
-func probeFor(base string, d time.Duration) probed {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	var took []time.Duration
-	failed := 0
-	for end := time.Now().Add(d); time.Now().Before(end); {
-		start := time.Now()
-		res, err := client.Get(base + "/healthz")
-		if err != nil {
-			failed++
-		} else {
-			res.Body.Close()
-		}
-		took = append(took, time.Since(start))
-		time.Sleep(100 * time.Millisecond)
-	}
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	at := func(q float64) time.Duration { return took[min(len(took)-1, int(q*float64(len(took))))] }
-	return probed{p50: at(0.5), p99: at(0.99), worst: took[len(took)-1], failed: failed, total: len(took)}
+// during is a probe's stop rule: for d from now.
+func during(d time.Duration) func(int) bool {
+	end := time.Now().Add(d)
+	return func(int) bool { return time.Now().Before(end) }
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,23 +41,40 @@ func keepAliveRequest(c net.Conn) error {
 	return nil
 }
 
-// probe makes a new connection from 127.0.0.1 every 100 ms for n rounds
-// and returns how many got no answer within 5 s.
-func probe(base string, n int) (unanswered int, slowest time.Duration) {
+// probed is what a probe saw: how long new clients waited.
+type probed struct {
+	p50, p99, worst time.Duration
+	failed, total   int
+}
+
+func (p probed) String() string {
+	return fmt.Sprintf("new client: p50 %s, p99 %s, worst %s, %d of %d failed", p.p50.Round(time.Millisecond), p.p99.Round(time.Millisecond), p.worst.Round(time.Millisecond), p.failed, p.total)
+}
+
+// probe is a new client every 100 ms (a new connection from 127.0.0.1,
+// GET /healthz, 5 s timeout) until more says stop, given the rounds done.
+func probe(base string, more func(rounds int) bool) probed {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for range n {
+	var took []time.Duration
+	failed := 0
+	for more(len(took)) {
 		start := time.Now()
 		res, err := client.Get(base + "/healthz")
 		if err != nil {
-			unanswered++
+			failed++
 		} else {
 			res.Body.Close()
 		}
-		slowest = max(slowest, time.Since(start))
+		took = append(took, time.Since(start))
 		time.Sleep(100 * time.Millisecond)
 	}
-	return unanswered, slowest
+	slices.Sort(took)
+	at := func(q float64) time.Duration { return took[min(len(took)-1, int(q*float64(len(took))))] }
+	return probed{p50: at(0.5), p99: at(0.99), worst: took[len(took)-1], failed: failed, total: len(took)}
 }
+
+// rounds is a probe's stop rule: n rounds.
+func rounds(n int) func(int) bool { return func(done int) bool { return done < n } }
 
 // TestIdleConnectionsMakeRoom: clients that send one request each and
 // then hold their keep-alive connections open past the connection cap do
@@ -87,10 +105,10 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	// Those past the cap wait to be accepted until an idle one is closed:
 	// the dialer does not wait for that, the request does.
 	wg.Wait()
-	unanswered, slowest := probe(a.URL, 20)
-	t.Logf("%d idle connections held; new clients: %d of 20 unanswered, slowest %s", len(conns), unanswered, slowest.Round(time.Millisecond))
-	if unanswered > 0 {
-		t.Fatalf("%d of 20 new clients got no answer within 5s while idle connections filled the cap", unanswered)
+	pr := probe(a.URL, rounds(20))
+	t.Logf("%d idle connections held; %s", len(conns), pr)
+	if pr.failed > 0 {
+		t.Fatalf("%d of 20 new clients got no answer within 5s while idle connections filled the cap", pr.failed)
 	}
 	if len(conns) < 64 {
 		t.Fatalf("only %d of 80 connections got their first request answered, want all (idle ones make room)", len(conns))
@@ -137,13 +155,12 @@ func TestConnectionsPerAddressAreCapped(t *testing.T) {
 	}
 	// Well within the 3s header timeout, which would close them all.
 	closed := closedNow(conns)
-	unanswered, slowest := probe(a.URL, 10)
-	t.Logf("30 trickling connections from one address: %d closed; new clients from another: %d of 10 unanswered, slowest %s",
-		closed, unanswered, slowest.Round(time.Millisecond))
+	pr := probe(a.URL, rounds(10))
+	t.Logf("30 trickling connections from one address: %d closed; from another address, %s", closed, pr)
 	if closed != 22 {
 		t.Fatalf("%d of 30 connections from one address closed, want 22 (a cap of 8)", closed)
 	}
-	if unanswered > 0 {
-		t.Fatalf("%d of 10 clients from another address got no answer", unanswered)
+	if pr.failed > 0 {
+		t.Fatalf("%d of 10 clients from another address got no answer", pr.failed)
 	}
 }
