@@ -245,6 +245,13 @@ func TestNewVisitorsStartDuringADistributedFlood(t *testing.T) {
 	bound := 2 * 100 * (elapsed.Seconds() + 1)
 	t.Logf("flood: %d starts tried from 5,000 addresses in %s (%.0f/s), %d let through; new visitors: %d of %d started; store grew by %.0f records (bound %.0f)",
 		f.sent.Load(), elapsed.Round(time.Millisecond), rate, f.ok.Load(), welcomed, visitors, grown, bound)
+	// The refusals are logged as counts, with the status the clients got.
+	if !strings.Contains(a.logs.String(), `msg="Requests refused" path=/api/auth/google status=429`) {
+		t.Error(`no "Requests refused" line with status 429 for the refused starts`)
+	}
+	if n := metric(t, a, `http_requests_total{method="GET",route="/api/auth/google",status="429"}`); n == 0 {
+		t.Error("the refused starts are not counted as 429s in http_requests_total")
+	}
 	if welcomed < visitors*9/10 {
 		t.Errorf("%d of %d new visitors got their sign-in started during the flood, want at least 90%%", welcomed, visitors)
 	}

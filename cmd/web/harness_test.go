@@ -95,7 +95,8 @@ func TestMain(m *testing.M) {
 // app is one run of the program, started in-process through run().
 type app struct {
 	URL    string
-	addr   string // where it listens: a restart listens there again
+	addr   string       // where it listens
+	ln     net.Listener // the test's own socket there, served again by a restart
 	env    map[string]string
 	cancel context.CancelFunc
 	done   chan error
@@ -141,23 +142,33 @@ func baseEnv(t *testing.T, p *idp, dir string) map[string]string {
 // until /healthz answers.
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
-	return startAppOn(t, env, "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return startAppOn(t, env, ln)
 }
 
-// startAppOn runs the program with env, listening on addr (a restart
-// listens again where the app was), and waits until /healthz answers. The
-// test opens the listener and hands it to run: the address is known
-// before the program starts, and no port is probed and then bound.
-func startAppOn(t *testing.T, env map[string]string, addr string) *app {
+// startAppOn runs the program with env on a copy of ln, and waits until
+// /healthz answers. The test keeps ln itself open, so a restart serves
+// the same socket again: no port is probed, and none is let go to be
+// bound again (another process could take it in between).
+func startAppOn(t *testing.T, env map[string]string, ln net.Listener) *app {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	f, err := ln.(*net.TCPListener).File()
 	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
+		t.Fatal(err)
+	}
+	dup, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{URL: "http://" + ln.Addr().String(), addr: ln.Addr().String(), env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	a := &app{URL: "http://" + ln.Addr().String(), addr: ln.Addr().String(), ln: ln, env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
 	getenv := func(k string) string { return env[k] }
-	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs, ln) }()
+	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs, dup) }()
 	testservers.WaitUntil(t, 15*time.Second, func() bool {
 		select {
 		case err := <-a.done:
@@ -197,7 +208,7 @@ func (a *app) stop(t *testing.T) {
 func (a *app) restart(t *testing.T) *app {
 	t.Helper()
 	a.stop(t)
-	return startAppOn(t, a.env, a.addr)
+	return startAppOn(t, a.env, a.ln)
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so each

@@ -252,8 +252,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		// Short enough that idle clients give their places back soon;
-		// longer than a proxy's own upstream keep-alive (deploy/nginx.conf:
-		// 20s), so the proxy is the one that closes them.
+		// longer than a proxy's own upstream keep-alive should be (20s in
+		// the compose file's nginx), so the proxy is the one that closes
+		// them.
 		IdleTimeout:    30 * time.Second,
 		MaxHeaderBytes: 32 << 10, // a larger header gets 431
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -262,7 +263,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 	if cfg.TrustProxy {
 		perAddr = 0 // every connection comes from the proxy, which limits its clients
 	}
-	ln = limitConnections(srv, ln, cfg.MaxConnections, perAddr)
+	limited := limitConnections(srv, ln, cfg.MaxConnections, perAddr)
+	m.ConnectionsRefused(func() uint64 { return uint64(limited.refused.Load()) })
+	ln = limited
 	// The line that says the server is ready, and where: tests and scripts
 	// that start it with port 0 read the address from it, so it is written
 	// whatever LOG_LEVEL says.

@@ -107,7 +107,8 @@ func (s *server) clearAbandonedLogins(c echo.Context) error {
 }
 
 // limitStarts lets a sign-in start only within the client address's
-// budget and the instance's ceiling; a refused start writes nothing and
+// budget and the instance's ceiling (an address not seen for the life of
+// a flow, 10 minutes, is new and has a ceiling of its own); a refused start writes nothing and
 // answers 429 with Retry-After. The checks go from the cheapest: this
 // instance's view of the address's budget (a refusal there touches no
 // store), the instance's ceiling for the address's lane (first start, or
@@ -131,7 +132,7 @@ func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
 			if ok, retry := s.LoginLocal.Peek(key); !ok {
 				return refuse(c, "rate_limited", retry)
 			}
-			if s.LoginLocal.Fresh(key) && s.LoginFreshCeiling != nil {
+			if s.LoginLocal.Fresh(key, auth.FlowTTL) && s.LoginFreshCeiling != nil {
 				ceiling, lane = s.LoginFreshCeiling, "instance_ceiling_new"
 			}
 		}

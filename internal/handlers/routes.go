@@ -43,6 +43,7 @@ func addRoutes(e *echo.Echo, s *server) {
 		s.pagePaths[start], s.pagePaths[callback] = true, true
 		if lp, ok := p.(auth.LogoutProvider); ok {
 			e.POST(strings.Replace(backchannelPattern, "{provider}", p.Name(), 1), s.backchannelLogout(lp))
+			s.Metrics.BackchannelProvider(p.Name())
 		}
 	}
 	if s.DevProvider != nil {

@@ -430,12 +430,25 @@ func staticCache(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requestLogger logs one structured line per request; never cookies or
+// routeOf is the template of the route that answered c ("" for none: the
+// not-found catch-all).
+func routeOf(c echo.Context) string {
+	if p := c.Path(); p != "/*" {
+		return p
+	}
+	return ""
+}
+
+// requestLogger logs one structured line per request (and counts it); never cookies or
 // query strings (they carry codes and state).
 func (s *server) requestLogger() echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogLatency: true, LogMethod: true, LogURIPath: true, LogRequestID: true, LogRemoteIP: true,
+		// The error handler writes the answer first, so the line and the
+		// metrics carry the status the client got (a pageError included).
+		HandleError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			s.Metrics.Request(v.Method, routeOf(c), v.Status, v.Latency)
 			if reason, ok := c.Get(refusedKey).(string); ok {
 				s.refused.note(c.Path(), v.Status, reason)
 				return nil

@@ -187,6 +187,11 @@ type CacheStats struct {
 	Entries                     int
 }
 
+// Synced reports whether the cache is in step with the store: its feed
+// vouches for every write made before the call. While it is not, the
+// cache serves nothing.
+func (c *Cache) Synced(ctx context.Context) bool { return c.feed.Synced(ctx) }
+
 // Stats returns the cache's counters.
 func (c *Cache) Stats() CacheStats {
 	c.mu.RLock()

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"math"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,8 @@ type Metrics struct {
 	logouts  *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	refused  prometheus.Counter
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 	// lastRefused is when the store last refused a write (Unix ns, 0: never).
 	lastRefused atomic.Int64
 }
@@ -62,7 +65,18 @@ func New() *Metrics {
 		Name: "session_store_writes_refused_total",
 		Help: "Requests turned away because the session store refused a write for lack of room (a server at its memory ceiling, a full disk).",
 	})
-	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.logouts, m.rejected, m.refused,
+	// Labelled by the route's template, never the raw path: a scanner must
+	// not make a series per URL it tries.
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "http_requests_total",
+		Help: "HTTP requests by method, route template (\"unmatched\" for no route) and status.",
+	}, []string{"method", "route", "status"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "http_request_duration_seconds",
+		Help:    "Time to answer HTTP requests, by method and route template.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"method", "route"})
+	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.logouts, m.rejected, m.refused, m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -70,6 +84,22 @@ func New() *Metrics {
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Request counts one HTTP request answered with status after took. route
+// is the route's template ("/api/app/notes/:id"), or "" for a request no
+// route matched; a method the app does not know counts as "other".
+func (m *Metrics) Request(method, route string, status int, took time.Duration) {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		method = "other"
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(method, route).Observe(took.Seconds())
 }
 
 // Login counts a login event; reason is empty except for failures.
@@ -80,6 +110,23 @@ func (m *Metrics) Login(stage, reason string) {
 // BackchannelLogout counts a back-channel logout request and its result.
 func (m *Metrics) BackchannelLogout(provider, result string) {
 	m.logouts.WithLabelValues(provider, result).Inc()
+}
+
+// ConnectionsRefused exports n, the connections closed as soon as they
+// were accepted because their address held too many already.
+func (m *Metrics) ConnectionsRefused(n func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "http_connections_refused_total",
+		Help: "Connections closed as soon as accepted: their client address held MAX_CONNECTIONS_PER_ADDRESS already.",
+	}, func() float64 { return float64(n()) }))
+}
+
+// BackchannelProvider makes p's back-channel logout counts exist from the
+// start, at 0, so alerts and rates over them have series before the first.
+func (m *Metrics) BackchannelProvider(provider string) {
+	for _, result := range []string{"ended", "invalid", "replayed", "refused", "busy", "unverified"} {
+		m.logouts.WithLabelValues(provider, result)
+	}
 }
 
 // WriteRefused counts a request turned away because the store refused a
@@ -115,6 +162,12 @@ func (m *Metrics) Cache(c *httpsession.Cache) {
 		counter("session_cache_invalidations_total", "Invalidations received (one key, or everything).", func(s httpsession.CacheStats) uint64 { return s.Invalidations }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "session_cache_entries", Help: "Sessions held in the cache."},
 			func() float64 { return float64(c.Stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "session_cache_synced", Help: "1 while the cache is in step with the store (it serves), 0 while it is not (every session check reads the store)."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				return boolGauge(c.Synced(ctx))
+			}),
 	)
 }
 
@@ -122,6 +175,20 @@ func (m *Metrics) Cache(c *httpsession.Cache) {
 // and, where b can count its records cheaply, exports that count. b's
 // optional capabilities stay reachable through sessionstore.As.
 func (m *Metrics) Store(name string, b sessionstore.Backend) sessionstore.Backend {
+	// Every operation's error count exists from the start, at 0, so an
+	// alert or a rate over it has a series before the first error.
+	for _, op := range []string{"find", "save", "insert", "touch", "delete", "take", "by_owner", "ping"} {
+		m.storeErr.WithLabelValues(name, op)
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "session_store_up",
+		Help:        "1 when the session store answered a ping at this scrape (what /readyz asks), 0 when not.",
+		ConstLabels: prometheus.Labels{"store": name},
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return boolGauge(b.Ping(ctx) == nil)
+	}))
 	if c, ok := sessionstore.As[sessionstore.Counter](b); ok {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "session_store_live_records",
@@ -214,4 +281,11 @@ func (s *instrumented) Ping(ctx context.Context) error {
 
 func (s *instrumented) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 	return s.Backend.All(ctx)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

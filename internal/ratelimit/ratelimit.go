@@ -89,13 +89,14 @@ func (m *Memory) Peek(key string) (bool, time.Duration) {
 	return ok, retry
 }
 
-// Fresh reports whether key has its whole burst: it has not acted within
-// the time its bucket takes to refill (or never).
-func (m *Memory) Fresh(key string) bool {
+// Fresh reports whether key has not acted for at least quiet (or never,
+// or so long ago that it was forgotten): a new visitor, as far as this
+// limiter can tell.
+func (m *Memory) Fresh(key string, quiet time.Duration) bool {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return !m.tat[key].After(now)
+	return !m.tat[key].After(now.Add(-quiet))
 }
 
 // evict makes room: first the keys that are as good as new, then, if the

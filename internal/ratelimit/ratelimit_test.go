@@ -118,11 +118,15 @@ func TestPeekCountsNothing(t *testing.T) {
 	if m.Len() != 1 {
 		t.Fatalf("Peek stored keys: %d held, want 1", m.Len())
 	}
-	if m.Fresh("a") || !m.Fresh("b") {
+	if m.Fresh("a", time.Minute) || !m.Fresh("b", time.Minute) {
 		t.Fatal("Fresh: a used a token a second ago, b never")
 	}
-	clock.Advance(2 * time.Second)
-	if !m.Fresh("a") {
-		t.Fatal("not fresh once its bucket refilled")
+	clock.Advance(2 * time.Second) // its bucket is whole again, but it was here
+	if m.Fresh("a", time.Minute) {
+		t.Fatal("fresh again as soon as its bucket refilled, not after being quiet")
+	}
+	clock.Advance(time.Minute)
+	if !m.Fresh("a", time.Minute) {
+		t.Fatal("not fresh after a quiet minute")
 	}
 }
