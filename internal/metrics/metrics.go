@@ -87,7 +87,7 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // Request counts one HTTP request answered with status after took. route
-// is the route's template ("/api/app/notes/:id"), or "" for a request no
+// is the route's template ("/api/auth/sessions/:id"), or "" for a request no
 // route matched; a method the app does not know counts as "other".
 func (m *Metrics) Request(method, route string, status int, took time.Duration) {
 	switch method {
