@@ -147,6 +147,13 @@ type reply struct {
 func do(t *testing.T, c *http.Client, method, path string, header ...string) reply {
 	t.Helper()
 	req, _ := http.NewRequest(method, base+path, nil)
+	return roundTrip(t, c, req, header...)
+}
+
+// roundTrip sends req with the header's name, value pairs and reads the
+// whole reply.
+func roundTrip(t *testing.T, c *http.Client, req *http.Request, header ...string) reply {
+	t.Helper()
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
