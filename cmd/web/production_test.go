@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -312,13 +310,12 @@ func TestIdleConnectionsCannotCrowdOut(t *testing.T) {
 	a := startApp(t, env)
 	var idle []net.Conn
 	for range 16 {
-		c, err := net.Dial("tcp", strings.TrimPrefix(a.URL, "http://"))
+		c, err := net.Dial("tcp", a.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+		if err := keepAliveRequest(c); err != nil {
 			t.Fatal(err)
 		}
 		idle = append(idle, c) // now idle, kept alive

@@ -136,35 +136,38 @@ func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
 				ceiling, lane = s.LoginFreshCeiling, "instance_ceiling_new"
 			}
 		}
-		type check struct {
-			limiter ratelimit.Limiter
-			key     string
-			reason  string
+		ok, retry, err := allow(ctx, ceiling, "")
+		if err == nil && !ok {
+			if s.LoginLocal != nil {
+				// A start the ceiling refused still counts against the
+				// address: one that keeps trying is soon refused by the
+				// cheap check, and no longer counts as new.
+				_, _, _ = s.LoginLocal.Allow(ctx, key)
+			}
+			return refuse(c, lane, retry)
 		}
-		checks := []check{{ceiling, "", lane}, {s.LoginShared, key, "rate_limited"}}
-		if s.LoginLocal != nil { // not a nil *Memory in the interface
-			checks = append(checks, check{s.LoginLocal, key, "rate_limited"})
+		if err == nil && ok {
+			ok, retry, err = allow(ctx, s.LoginShared, key)
 		}
-		for _, l := range checks {
-			if l.limiter == nil {
-				continue
-			}
-			ok, retry, err := l.limiter.Allow(ctx, l.key)
-			if err != nil {
-				return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
-			}
-			if !ok {
-				if l.limiter == ceiling && s.LoginLocal != nil {
-					// A start the ceiling refused still counts against the
-					// address: one that keeps trying is soon refused by the
-					// cheap check, and no longer counts as new.
-					_, _, _ = s.LoginLocal.Allow(ctx, key)
-				}
-				return refuse(c, l.reason, retry)
-			}
+		if err == nil && ok && s.LoginLocal != nil {
+			ok, retry, err = s.LoginLocal.Allow(ctx, key)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: rate limit: %w", httpsession.ErrUnavailable, err)
+		}
+		if !ok {
+			return refuse(c, "rate_limited", retry)
 		}
 		return next(c)
 	}
+}
+
+// allow asks l whether key may act now; a nil l is no limit.
+func allow(ctx context.Context, l ratelimit.Limiter, key string) (bool, time.Duration, error) {
+	if l == nil {
+		return true, 0, nil
+	}
+	return l.Allow(ctx, key)
 }
 
 func providerDown(p auth.Provider, retry string, err error) error {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,8 +18,12 @@ type refusals struct {
 	logger *slog.Logger
 	now    func() time.Time
 
+	// since is the start of the window being counted (Unix ns), 0 while
+	// nothing is: flush, called on every request, reads it without the
+	// lock. Written under mu.
+	since atomic.Int64
+
 	mu     sync.Mutex
-	since  time.Time // start of the window being counted
 	counts map[refusedKind]int
 }
 
@@ -52,8 +57,8 @@ func markRefused(c echo.Context, reason string) {
 func (r *refusals) note(path string, status int, reason string) {
 	now := r.now()
 	r.mu.Lock()
-	if r.since.IsZero() {
-		r.since = now
+	if r.since.Load() == 0 {
+		r.since.Store(now.UnixNano())
 	}
 	r.counts[refusedKind{path, status, reason}]++
 	r.mu.Unlock()
@@ -62,13 +67,18 @@ func (r *refusals) note(path string, status int, reason string) {
 
 // flush logs and resets the counts if their window is over.
 func (r *refusals) flush(now time.Time) {
+	if p := r.since.Load(); p == 0 || now.UnixNano()-p < int64(refusalWindow) {
+		return // nothing to log yet: no lock on the way of every request
+	}
 	r.mu.Lock()
-	if len(r.counts) == 0 || now.Sub(r.since) < refusalWindow {
+	started := r.since.Load()
+	if len(r.counts) == 0 || now.UnixNano()-started < int64(refusalWindow) {
 		r.mu.Unlock()
 		return
 	}
-	counts, since := r.counts, r.since
-	r.counts, r.since = map[refusedKind]int{}, time.Time{}
+	counts, since := r.counts, time.Unix(0, started)
+	r.counts = map[refusedKind]int{}
+	r.since.Store(0)
 	r.mu.Unlock()
 	keys := make([]refusedKind, 0, len(counts))
 	for k := range counts {

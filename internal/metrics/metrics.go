@@ -162,13 +162,9 @@ func (m *Metrics) Cache(c *httpsession.Cache) {
 		counter("session_cache_invalidations_total", "Invalidations received (one key, or everything).", func(s httpsession.CacheStats) uint64 { return s.Invalidations }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "session_cache_entries", Help: "Sessions held in the cache."},
 			func() float64 { return float64(c.Stats().Entries) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "session_cache_synced", Help: "1 while the cache is in step with the store (it serves), 0 while it is not (every session check reads the store)."},
-			func() float64 {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				defer cancel()
-				return boolGauge(c.Synced(ctx))
-			}),
 	)
+	m.readAtScrape(prometheus.GaugeOpts{Name: "session_cache_synced", Help: "1 while the cache is in step with the store (it serves), 0 while it is not (every session check reads the store)."},
+		func(ctx context.Context) float64 { return boolGauge(c.Synced(ctx)) })
 }
 
 // Store wraps b so that every operation is timed and its errors counted,
@@ -180,29 +176,23 @@ func (m *Metrics) Store(name string, b sessionstore.Backend) sessionstore.Backen
 	for _, op := range []string{"find", "save", "insert", "touch", "delete", "take", "by_owner", "ping"} {
 		m.storeErr.WithLabelValues(name, op)
 	}
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	m.readAtScrape(prometheus.GaugeOpts{
 		Name:        "session_store_up",
 		Help:        "1 when the session store answered a ping at this scrape (what /readyz asks), 0 when not.",
 		ConstLabels: prometheus.Labels{"store": name},
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return boolGauge(b.Ping(ctx) == nil)
-	}))
+	}, func(ctx context.Context) float64 { return boolGauge(b.Ping(ctx) == nil) })
 	if c, ok := sessionstore.As[sessionstore.Counter](b); ok {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		m.readAtScrape(prometheus.GaugeOpts{
 			Name:        "session_store_live_records",
 			Help:        "Live records in the session store (login sessions and logins in progress). Only for stores that count cheaply.",
 			ConstLabels: prometheus.Labels{"store": name},
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
+		}, func(ctx context.Context) float64 {
 			n, err := c.CountLive(ctx)
 			if err != nil {
 				return math.NaN()
 			}
 			return float64(n)
-		}))
+		})
 	}
 	return &instrumented{Backend: b, m: m, name: name}
 }
@@ -281,6 +271,16 @@ func (s *instrumented) Ping(ctx context.Context) error {
 
 func (s *instrumented) All(ctx context.Context) iter.Seq2[sessionstore.Entry, error] {
 	return s.Backend.All(ctx)
+}
+
+// readAtScrape registers a gauge that read computes at each scrape, given
+// 2 s at most (a store that does not answer must not hang the scrape).
+func (m *Metrics) readAtScrape(opts prometheus.GaugeOpts, read func(context.Context) float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(opts, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return read(ctx)
+	}))
 }
 
 func boolGauge(b bool) float64 {
