@@ -5,7 +5,11 @@
 //
 //	devidp -addr 127.0.0.1:9000 -client-id demo -client-secret demo-secret
 //
-// (-addr 127.0.0.1:0 picks a free port; the "Server listening" line names it.)
+// (-addr 127.0.0.1:0 picks a free port; the "Server listening" line names it.
+// -access-token-ttl and -refresh-token-ttl set the token lifetimes, short
+// ones to try refreshing: -access-token-ttl 30s -refresh-token-ttl 10m.
+// A login gets a refresh token when it asks for scope offline_access with
+// prompt=consent; the rotation state is this process's alone.)
 //
 // then run the app with GOOGLE_ISSUER_URL=http://127.0.0.1:9000,
 // GOOGLE_CLIENT_ID=demo and GOOGLE_CLIENT_SECRET=demo-secret.
@@ -43,8 +47,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	issuer := fs.String("issuer", "", "public issuer URL (default http://ADDR)")
 	clientID := fs.String("client-id", "demo-client", "the one registered client's id")
 	clientSecret := fs.String("client-secret", "demo-secret", "the client's secret")
+	accessTTL := fs.Duration("access-token-ttl", 5*time.Minute, "how long an access token is good for")
+	refreshTTL := fs.Duration("refresh-token-ttl", 24*time.Hour, "how long a refresh token is good for (each refresh issues a new one)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *accessTTL <= 0 || *refreshTTL <= 0 {
+		return errors.New("-access-token-ttl and -refresh-token-ttl must be positive")
 	}
 	// Listen first: with port 0 (-addr 127.0.0.1:0) the issuer names the
 	// port the system picked, and the log line says where.
@@ -56,12 +65,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *issuer == "" {
 		*issuer = "http://" + ln.Addr().String()
 	}
-	p, err := devprovider.New(devprovider.Config{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret})
+	p, err := devprovider.New(devprovider.Config{Issuer: *issuer, ClientID: *clientID, ClientSecret: *clientSecret,
+		AccessTokenTTL: *accessTTL, RefreshTokenTTL: *refreshTTL})
 	if err != nil {
-		return err
+		return fmt.Errorf("start provider: %w", err)
 	}
 	srv := &http.Server{Handler: p, ReadHeaderTimeout: 5 * time.Second}
-	slog.New(slog.NewTextHandler(stdout, nil)).Info("Server listening", "addr", ln.Addr().String(), "issuer", *issuer)
+	slog.New(slog.NewTextHandler(stdout, nil)).Info("Server listening", "addr", ln.Addr().String(), "issuer", *issuer,
+		"access_token_ttl", *accessTTL, "refresh_token_ttl", *refreshTTL)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -3,13 +3,25 @@
 // cmd/devidp runs it on its own, and the tests sign in against it. It is not
 // an identity provider for production: anyone can sign in as anyone.
 //
-// It keeps no state per login: an authorization code is the grant itself,
-// sealed under a key derived from Config.Seed, and the signing key comes
-// from the same seed. Instances given the same seed therefore act as one
-// provider, which is what lets the demo login work behind a load balancer
-// that sends the form and the callback to different app instances. The
-// only memory it keeps is the set of codes already redeemed, until they
-// expire, bounded.
+// Its codes and tokens carry their grant: an authorization code, an access
+// token and a refresh token are each the grant sealed under a key derived
+// from Config.Seed, and the signing key comes from the same seed.
+// Instances given the same seed therefore act as one provider, which is
+// what lets the demo login work behind a load balancer that sends the form
+// and the callback to different app instances.
+//
+// What it keeps in memory, bounded, is what a sealed value cannot say
+// about itself: the codes already redeemed, until they expire; and, per
+// refresh-token grant (a login with scope offline_access and
+// prompt=consent), the current generation of its refresh token, whether it
+// is revoked, whose it is and when its last token expires. That is what
+// rotation, reuse detection and revocation (RFC 7009) need. The state is
+// per process: a grant this process has not seen (issued by another
+// instance sharing the seed, or before a restart) is taken at the
+// generation its refresh token shows, so an instance detects the reuse of
+// a refresh token, and honours a revocation, only when it saw them happen.
+// A test of "refresh once across instances" therefore sends the app's
+// instances to one provider process.
 package devprovider
 
 import (
@@ -32,6 +44,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -53,15 +66,33 @@ type Config struct {
 	// (for a test provider whose clients' ports are not known in advance).
 	RedirectURIs []string
 	// Seed derives the signing key and the key that seals authorization
-	// codes (at least 32 bytes). Providers with the same seed and issuer
-	// accept each other's codes and tokens. Empty: a random seed.
+	// codes, access tokens and refresh tokens (at least 32 bytes).
+	// Providers with the same seed and issuer accept each other's codes and
+	// tokens. Empty: a random seed.
 	Seed []byte
 	// AppName, when set, is shown on the login page ("Signing in to ...").
 	AppName string
 	// PostLogoutRedirectURIs lists where its end_session_endpoint may send
 	// the browser back to; empty accepts any http(s) URL (tests).
 	PostLogoutRedirectURIs []string
+	// AccessTokenTTL is how long an access token is good for (0: five
+	// minutes). ID tokens are always good for five minutes.
+	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is how long a refresh token is good for from when it
+	// is issued (0: 24 hours). Each rotation issues one good for as long
+	// again, so a grant lives as long as it is used.
+	RefreshTokenTTL time.Duration
+	// Now is the provider's clock (nil: time.Now), so tests expire codes
+	// and tokens without waiting.
+	Now func() time.Time
 }
+
+// Lifetimes when Config leaves them zero.
+const (
+	defaultAccessTokenTTL  = 5 * time.Minute
+	defaultRefreshTokenTTL = 24 * time.Hour
+	idTokenTTL             = 5 * time.Minute
+)
 
 // CodeTTL is how long an authorization code may wait for its redemption.
 const CodeTTL = time.Minute
@@ -71,8 +102,20 @@ const CodeTTL = time.Minute
 // with its secret, so reaching it means the client itself runs wild.
 const maxRedeemed = 100_000
 
+// maxGrants bounds the memory of refresh-token grants the same way (a
+// test lowers Provider.maxGrants to see the bound at work).
+const maxGrants = 100_000
+
+// scopeOffline asks for a refresh token (OpenID Connect Core §11).
+const scopeOffline = "offline_access"
+
+// scopesSupported are the scopes the provider grants; it ignores others,
+// as providers do with scopes they do not know.
+func scopesSupported() []string { return []string{"openid", "email", "profile", scopeOffline} }
+
 // Provider is an http.Handler serving discovery, the authorize form, the
-// token endpoint and the signing keys, all below the issuer's path.
+// token, revocation, userinfo and logout endpoints and the signing keys,
+// all below the issuer's path.
 type Provider struct {
 	cfg    Config
 	key    ed25519.PrivateKey
@@ -83,28 +126,60 @@ type Provider struct {
 	page   *template.Template
 	mux    *http.ServeMux
 
-	mu       sync.Mutex
-	redeemed map[[32]byte]time.Time // code hash → when it expires anyway
+	mu        sync.Mutex
+	redeemed  map[[32]byte]time.Time // code hash → when it expires anyway
+	grants    map[string]*grantState // grant id → its state
+	maxGrants int
+
+	stats struct{ refreshes, reused, revocations, refreshIssued atomic.Int64 }
 }
 
-// grant is what an authorization code carries, sealed; an access token
-// carries the same, sealed for the userinfo endpoint.
+// grantState is what this process knows of a refresh-token grant.
+type grantState struct {
+	gen     int64 // the newest generation issued or presented here
+	revoked bool
+	email   string
+	expires time.Time // when its last token known here expires: kept until then
+}
+
+// Stats counts what a provider did with refresh tokens, for tests.
+type Stats struct {
+	Refreshes           int64 // refresh-token grants answered with new tokens
+	ReuseDetected       int64 // superseded refresh tokens presented (each revoked its grant)
+	Revocations         int64 // revocation requests that revoked a live grant
+	RefreshTokensIssued int64 // at code exchanges and at refreshes
+}
+
+// grant is what an authorization code carries, sealed; access and refresh
+// tokens carry the part of it that outlives the code (see forToken).
 type grant struct {
 	ClientID    string `json:"c"`
-	RedirectURI string `json:"r"`
+	RedirectURI string `json:"r,omitempty"`
 	Nonce       string `json:"n,omitempty"`
-	Challenge   string `json:"pk"`
+	Challenge   string `json:"pk,omitempty"`
 	Name        string `json:"nm"`
 	Email       string `json:"em"`
 	SessionID   string `json:"sid"`
+	Scope       string `json:"sc,omitempty"` // granted, space separated
+	GrantID     string `json:"g,omitempty"`  // the refresh-token grant, if any
+	Gen         int64  `json:"gn,omitempty"` // a refresh token's generation, from 1
 	Expires     int64  `json:"x"`
 }
 
+// forToken is what a token of generation gen (0: an access token) issued
+// for g carries: who, for which client and scopes, of which grant, until
+// when; not the code's redirect URI, PKCE challenge or nonce.
+func (g grant) forToken(gen int64, expires time.Time) grant {
+	return grant{ClientID: g.ClientID, Name: g.Name, Email: g.Email, SessionID: g.SessionID,
+		Scope: g.Scope, GrantID: g.GrantID, Gen: gen, Expires: expires.Unix()}
+}
+
 // What a sealed value is for, bound into its seal, so a code is never
-// accepted as an access token or the other way round.
+// accepted as a token, nor one kind of token as another.
 const (
-	sealCode   = "code"
-	sealAccess = "access"
+	sealCode    = "code"
+	sealAccess  = "access"
+	sealRefresh = "refresh"
 )
 
 // New returns a provider; see Config.Seed for where its keys come from.
@@ -116,6 +191,18 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if len(seed) < 32 {
 		return nil, errors.New("devprovider: seed shorter than 32 bytes")
+	}
+	if cfg.AccessTokenTTL < 0 || cfg.RefreshTokenTTL < 0 {
+		return nil, errors.New("devprovider: negative token lifetime")
+	}
+	if cfg.AccessTokenTTL == 0 {
+		cfg.AccessTokenTTL = defaultAccessTokenTTL
+	}
+	if cfg.RefreshTokenTTL == 0 {
+		cfg.RefreshTokenTTL = defaultRefreshTokenTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil {
@@ -139,7 +226,8 @@ func New(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{cfg: cfg, key: key, kid: base64.RawURLEncoding.EncodeToString(kidSum[:8]), codes: aead,
-		prefix: strings.TrimRight(u.Path, "/"), redeemed: map[[32]byte]time.Time{}}
+		prefix: strings.TrimRight(u.Path, "/"), redeemed: map[[32]byte]time.Time{},
+		grants: map[string]*grantState{}, maxGrants: maxGrants}
 	p.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: key, KeyID: p.kid}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		return nil, err
@@ -150,6 +238,7 @@ func New(cfg Config) (*Provider, error) {
 	p.mux.HandleFunc("GET "+p.prefix+"/authorize", p.authorizeForm)
 	p.mux.HandleFunc("POST "+p.prefix+"/authorize", p.authorize)
 	p.mux.HandleFunc("POST "+p.prefix+"/token", p.token)
+	p.mux.HandleFunc("POST "+p.prefix+"/revoke", p.revoke)
 	p.mux.HandleFunc("GET "+p.prefix+"/jwks", p.jwks)
 	p.mux.HandleFunc("GET "+p.prefix+"/userinfo", p.userinfo)
 	p.mux.HandleFunc("POST "+p.prefix+"/userinfo", p.userinfo)
@@ -164,6 +253,14 @@ func New(cfg Config) (*Provider, error) {
 // Issuer returns the provider's issuer URL.
 func (p *Provider) Issuer() string { return p.cfg.Issuer }
 
+// Stats returns the provider's counts so far.
+func (p *Provider) Stats() Stats {
+	return Stats{Refreshes: p.stats.refreshes.Load(), ReuseDetected: p.stats.reused.Load(),
+		Revocations: p.stats.revocations.Load(), RefreshTokensIssued: p.stats.refreshIssued.Load()}
+}
+
+func (p *Provider) now() time.Time { return p.cfg.Now() }
+
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	p.mux.ServeHTTP(w, r)
@@ -171,20 +268,23 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) discovery(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                p.cfg.Issuer,
-		"authorization_endpoint":                p.cfg.Issuer + "/authorize",
-		"token_endpoint":                        p.cfg.Issuer + "/token",
-		"jwks_uri":                              p.cfg.Issuer + "/jwks",
-		"userinfo_endpoint":                     p.cfg.Issuer + "/userinfo",
-		"end_session_endpoint":                  p.cfg.Issuer + "/logout",
-		"backchannel_logout_supported":          true,
-		"backchannel_logout_session_supported":  true,
-		"response_types_supported":              []string{"code"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{string(jose.EdDSA)},
-		"code_challenge_methods_supported":      []string{"S256"},
-		"scopes_supported":                      []string{"openid", "email", "profile"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"issuer":                                     p.cfg.Issuer,
+		"authorization_endpoint":                     p.cfg.Issuer + "/authorize",
+		"token_endpoint":                             p.cfg.Issuer + "/token",
+		"revocation_endpoint":                        p.cfg.Issuer + "/revoke",
+		"jwks_uri":                                   p.cfg.Issuer + "/jwks",
+		"userinfo_endpoint":                          p.cfg.Issuer + "/userinfo",
+		"end_session_endpoint":                       p.cfg.Issuer + "/logout",
+		"backchannel_logout_supported":               true,
+		"backchannel_logout_session_supported":       true,
+		"response_types_supported":                   []string{"code"},
+		"subject_types_supported":                    []string{"public"},
+		"id_token_signing_alg_values_supported":      []string{string(jose.EdDSA)},
+		"code_challenge_methods_supported":           []string{"S256"},
+		"scopes_supported":                           scopesSupported(),
+		"grant_types_supported":                      []string{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_methods_supported":      clientAuthMethods(),
+		"revocation_endpoint_auth_methods_supported": clientAuthMethods(),
 	})
 }
 
@@ -275,7 +375,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		code, err := p.seal(sealCode, grant{
 			ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), Nonce: q.Get("nonce"),
 			Challenge: q.Get("code_challenge"), Name: name, Email: email, SessionID: randomString(),
-			Expires: time.Now().Add(CodeTTL).Unix(),
+			Scope: grantedScope(q.Get("scope"), q.Get("prompt"), q.Get("access_type")), Expires: p.now().Add(CodeTTL).Unix(),
 		})
 		if err != nil {
 			http.Error(w, "could not issue a code", http.StatusInternalServerError)
@@ -285,6 +385,29 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	back.RawQuery = params.Encode()
 	http.Redirect(w, r, back.String(), http.StatusFound)
+}
+
+// grantedScope is what an authorization request with these scope, prompt
+// and access_type parameters is granted: the supported scopes asked for,
+// once each, offline_access only with prompt=consent (OpenID Connect Core
+// §11). Google's way of asking, access_type=offline with prompt=consent,
+// grants it too, so the app's Google settings can be tried against this
+// provider.
+func grantedScope(scope, prompt, accessType string) string {
+	var out []string
+	fields := strings.Fields(scope)
+	if accessType == "offline" {
+		fields = append(fields, scopeOffline)
+	}
+	for _, s := range fields {
+		switch {
+		case !slices.Contains(scopesSupported(), s), slices.Contains(out, s):
+		case s == scopeOffline && !slices.Contains(strings.Fields(prompt), "consent"):
+		default:
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 func (p *Provider) seal(purpose string, g grant) (string, error) {
@@ -316,7 +439,7 @@ func (p *Provider) open(purpose, sealed string) (grant, bool) {
 // redeemed codes is full of codes that have not expired yet.
 func (p *Provider) redeem(code string, expires time.Time) bool {
 	h := sha256.Sum256([]byte(code))
-	now := time.Now()
+	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, seen := p.redeemed[h]; seen {
@@ -336,46 +459,96 @@ func (p *Provider) redeem(code string, expires time.Time) bool {
 	return true
 }
 
-func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		tokenError(w, "invalid_request")
-		return
-	}
-	id, secret, ok := r.BasicAuth()
-	if !ok {
+// clientAuthMethods are the ways a client authenticates at the token and
+// revocation endpoints (see authenticate).
+func clientAuthMethods() []string { return []string{"client_secret_basic", "client_secret_post"} }
+
+// authenticate checks the client's credentials in a parsed request: HTTP
+// Basic, form-encoded as RFC 6749 §2.3.1 has it, or client_id and
+// client_secret in the form. Without them it answers 401 invalid_client
+// and reports false.
+func (p *Provider) authenticate(w http.ResponseWriter, r *http.Request) (clientID string, ok bool) {
+	id, secret, basic := r.BasicAuth()
+	if !basic {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	} else {
-		// RFC 6749 2.3.1: Basic credentials are form-encoded.
 		id, _ = url.QueryUnescape(id)
 		secret, _ = url.QueryUnescape(secret)
 	}
 	if id != p.cfg.ClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(p.cfg.ClientSecret)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return "", false
+	}
+	return id, true
+}
+
+// tokenResponse is the token endpoint's answer (RFC 6749 §5.1, OpenID
+// Connect Core §3.1.3.3).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope"`
+	IDToken      string `json:"id_token,omitempty"`
+}
+
+func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		tokenError(w, "invalid_request")
 		return
 	}
-	if r.PostForm.Get("grant_type") != "authorization_code" {
+	id, ok := p.authenticate(w, r)
+	if !ok {
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "authorization_code":
+		p.exchange(w, r, id)
+	case "refresh_token":
+		p.refresh(w, r, id)
+	default:
 		tokenError(w, "unsupported_grant_type")
-		return
 	}
+}
+
+// exchange answers the authorization_code grant: the ID token, an access
+// token and, when the login granted offline_access, a refresh token of a
+// new grant.
+func (p *Provider) exchange(w http.ResponseWriter, r *http.Request, clientID string) {
 	code := r.PostForm.Get("code")
 	g, ok := p.open(sealCode, code)
+	now := p.now()
 	expires := time.Unix(g.Expires, 0)
 	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
 	switch {
-	case !ok || time.Now().After(expires) || g.ClientID != id || g.RedirectURI != r.PostForm.Get("redirect_uri"):
+	case !ok || now.After(expires) || g.ClientID != clientID || g.RedirectURI != r.PostForm.Get("redirect_uri"):
 		tokenError(w, "invalid_grant")
 		return
 	case base64.RawURLEncoding.EncodeToString(sum[:]) != g.Challenge:
 		tokenError(w, "invalid_grant")
 		return
-	case !p.redeem(code, expires): // single use
+	}
+	// The grant is made room for before the code is spent, so that a
+	// memory too full for it leaves the code good for a retry.
+	offline := slices.Contains(strings.Fields(g.Scope), scopeOffline)
+	if offline {
+		g.GrantID = randomString()
+		if !p.track(g.GrantID, g.Email, now) {
+			unavailable(w)
+			return
+		}
+	}
+	if !p.redeem(code, expires) { // single use
+		if offline {
+			p.forget(g.GrantID)
+		}
 		tokenError(w, "invalid_grant")
 		return
 	}
-	now := time.Now()
 	claims := p.profile(g)
-	claims["iss"], claims["aud"], claims["iat"], claims["exp"] = p.cfg.Issuer, p.cfg.ClientID, now.Unix(), now.Add(5*time.Minute).Unix()
+	claims["iss"], claims["aud"], claims["iat"], claims["exp"] = p.cfg.Issuer, p.cfg.ClientID, now.Unix(), now.Add(idTokenTTL).Unix()
 	if g.SessionID != "" {
 		claims["sid"] = g.SessionID // as providers do for clients registered for back-channel logout
 	}
@@ -387,15 +560,223 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "signing failed", http.StatusInternalServerError)
 		return
 	}
-	g.Expires = now.Add(5 * time.Minute).Unix()
-	access, err := p.seal(sealAccess, g)
+	p.issue(w, g, 1, now, idToken)
+}
+
+// refresh answers the refresh_token grant (RFC 6749 §6) with rotation: the
+// current refresh token buys new tokens and a refresh token of the next
+// generation; a superseded one revokes the whole grant, as the refresh
+// token has evidently been copied (OAuth 2.0 Security BCP §4.14.2).
+func (p *Provider) refresh(w http.ResponseWriter, r *http.Request, clientID string) {
+	g, ok := p.open(sealRefresh, r.PostForm.Get("refresh_token"))
+	now := p.now()
+	if !ok || g.GrantID == "" || g.Gen < 1 || g.ClientID != clientID || now.After(time.Unix(g.Expires, 0)) {
+		tokenError(w, "invalid_grant")
+		return
+	}
+	// RFC 6749 §6: a refresh may narrow the scopes, never widen them. The
+	// tokens keep the grant's scopes; a narrower request is not worth the
+	// bookkeeping in a test provider.
+	for _, s := range strings.Fields(r.PostForm.Get("scope")) {
+		if !slices.Contains(strings.Fields(g.Scope), s) {
+			tokenError(w, "invalid_scope")
+			return
+		}
+	}
+	switch p.rotate(g, now) {
+	case grantFull:
+		unavailable(w)
+		return
+	case grantReused:
+		p.stats.reused.Add(1)
+		tokenError(w, "invalid_grant")
+		return
+	case grantRevoked:
+		tokenError(w, "invalid_grant")
+		return
+	}
+	p.stats.refreshes.Add(1)
+	p.issue(w, g, g.Gen+1, now, "")
+}
+
+// issue answers a token request for g: an access token, a refresh token of
+// generation gen when g has a grant, and idToken unless it is "".
+func (p *Provider) issue(w http.ResponseWriter, g grant, gen int64, now time.Time, idToken string) {
+	res := tokenResponse{TokenType: "Bearer", Scope: g.Scope, IDToken: idToken,
+		// Rounded up: a lifetime under a second must not read as "no expiry".
+		ExpiresIn: int64((p.cfg.AccessTokenTTL + time.Second - 1) / time.Second)}
+	var err error
+	res.AccessToken, err = p.seal(sealAccess, g.forToken(0, now.Add(p.cfg.AccessTokenTTL)))
+	if err == nil && g.GrantID != "" {
+		res.RefreshToken, err = p.seal(sealRefresh, g.forToken(gen, now.Add(p.cfg.RefreshTokenTTL)))
+	}
 	if err != nil {
 		http.Error(w, "could not issue a token", http.StatusInternalServerError)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": idToken,
-	})
+	if res.RefreshToken != "" {
+		p.stats.refreshIssued.Add(1)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// revoke is the revocation endpoint (RFC 7009): a refresh token, or an
+// access token of a grant, revokes the grant, so that none of its tokens
+// works any more. Whatever the token (unknown, expired, revoked already,
+// malformed), the answer is 200 with an empty body (§2.2); the
+// token_type_hint only spares a server a lookup, so both kinds are tried.
+func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		tokenError(w, "invalid_request")
+		return
+	}
+	clientID, ok := p.authenticate(w, r)
+	if !ok {
+		return
+	}
+	tok := r.PostForm.Get("token")
+	g, ok := p.open(sealRefresh, tok)
+	if !ok {
+		g, ok = p.open(sealAccess, tok)
+	}
+	now := p.now()
+	if ok && g.GrantID != "" && g.ClientID == clientID && !now.After(time.Unix(g.Expires, 0)) {
+		switch p.revokeGrant(g, now) {
+		case grantFull:
+			unavailable(w)
+			return
+		case grantRevoked:
+			p.stats.revocations.Add(1)
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// RevokeUser revokes every live grant of the user with this email (as
+// Subject compares them) that this process knows, as if the user's access
+// had been withdrawn at the provider, and returns how many it revoked.
+// Grants this process has not seen are not touched (see the package doc).
+// It does not count as a revocation in Stats.
+func (p *Provider) RevokeUser(email string) int {
+	now := p.now()
+	sub := Subject(email)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, st := range p.grants {
+		if !st.revoked && !now.After(st.expires) && Subject(st.email) == sub {
+			st.revoked = true
+			n++
+		}
+	}
+	return n
+}
+
+// What happened to a grant's state.
+type grantChange int
+
+const (
+	grantRotated   grantChange = iota // moved on to the next generation
+	grantReused                       // a superseded generation: now revoked
+	grantRevoked                      // revoked: before (rotate), or by this call (revokeGrant)
+	grantUnchanged                    // revoked already
+	grantFull                         // not seen before, and no room to remember it
+)
+
+// lastExpiry is when the last token issued now expires: the grant's state
+// is kept until then, so that a revocation outlives every token it stops.
+func (p *Provider) lastExpiry(now time.Time) time.Time {
+	return now.Add(max(p.cfg.AccessTokenTTL, p.cfg.RefreshTokenTTL))
+}
+
+// track remembers a new grant at generation 1; false if the memory of
+// grants is full.
+func (p *Provider) track(id, email string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.roomForGrant(now) {
+		return false
+	}
+	p.grants[id] = &grantState{gen: 1, email: email, expires: p.lastExpiry(now)}
+	return true
+}
+
+// forget drops a grant whose code turned out to be spent.
+func (p *Provider) forget(id string) {
+	p.mu.Lock()
+	delete(p.grants, id)
+	p.mu.Unlock()
+}
+
+// rotate moves g's grant on from the generation of the refresh token g to
+// the next. A grant not seen here is taken at that generation, and so is
+// a later generation than the one known here (another instance rotated
+// it): see the package doc.
+func (p *Provider) rotate(g grant, now time.Time) grantChange {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, known := p.grants[g.GrantID]
+	switch {
+	case !known:
+		if !p.roomForGrant(now) {
+			return grantFull
+		}
+		st = &grantState{email: g.Email}
+		p.grants[g.GrantID] = st
+	case st.revoked:
+		return grantRevoked
+	case g.Gen < st.gen:
+		st.revoked = true
+		return grantReused
+	}
+	st.gen = g.Gen + 1
+	st.expires = p.lastExpiry(now)
+	return grantRotated
+}
+
+// revokeGrant revokes the grant of the live token g: grantRevoked if it
+// was live, grantUnchanged if it was revoked already.
+func (p *Provider) revokeGrant(g grant, now time.Time) grantChange {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, known := p.grants[g.GrantID]
+	switch {
+	case !known:
+		if !p.roomForGrant(now) {
+			return grantFull
+		}
+		// Other instances may have issued its tokens until now.
+		p.grants[g.GrantID] = &grantState{gen: g.Gen, revoked: true, email: g.Email, expires: p.lastExpiry(now)}
+		return grantRevoked
+	case st.revoked:
+		return grantUnchanged
+	}
+	st.revoked = true
+	return grantRevoked
+}
+
+// revoked reports whether this process knows the grant as revoked.
+func (p *Provider) revoked(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, ok := p.grants[id]
+	return ok && st.revoked
+}
+
+// roomForGrant reports whether one more grant may be remembered, forgetting
+// those whose tokens have all expired when the memory is full. Revoked
+// grants stay until then: forgetting one early would let its tokens work
+// again. The caller holds p.mu.
+func (p *Provider) roomForGrant(now time.Time) bool {
+	if len(p.grants) < p.maxGrants {
+		return true
+	}
+	for id, st := range p.grants {
+		if now.After(st.expires) {
+			delete(p.grants, id)
+		}
+	}
+	return len(p.grants) < p.maxGrants
 }
 
 // profile is who signed in, as the ID token and the userinfo endpoint say.
@@ -411,7 +792,7 @@ func Subject(email string) string { return "dev|" + strings.ToLower(email) }
 func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	g, valid := p.open(sealAccess, strings.TrimSpace(tok))
-	if !ok || !valid || time.Now().After(time.Unix(g.Expires, 0)) {
+	if !ok || !valid || p.now().After(time.Unix(g.Expires, 0)) || g.GrantID != "" && p.revoked(g.GrantID) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
 		return
@@ -448,6 +829,12 @@ func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 
 func tokenError(w http.ResponseWriter, code string) {
 	writeJSON(w, http.StatusBadRequest, map[string]string{"error": code})
+}
+
+// unavailable answers a request the memory of grants has no room for.
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

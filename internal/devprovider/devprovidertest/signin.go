@@ -6,15 +6,35 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
+
+// SignInOption changes the authorization request SignIn submits to the
+// provider's form, as a user agent could.
+type SignInOption func(form url.Values)
+
+// OfflineAccess makes SignIn ask for a refresh token whatever the app
+// asked for: scope offline_access with prompt=consent (the provider
+// ignores offline_access without it, as OpenID Connect Core §11 says).
+func OfflineAccess() SignInOption {
+	return func(form url.Values) {
+		if scope := strings.Fields(form.Get("scope")); !slices.Contains(scope, "offline_access") {
+			form.Set("scope", strings.Join(append(scope, "offline_access"), " "))
+		}
+		if prompt := strings.Fields(form.Get("prompt")); !slices.Contains(prompt, "consent") {
+			form.Set("prompt", strings.Join(append(prompt, "consent"), " "))
+		}
+	}
+}
 
 // SignIn runs one whole login with a plain HTTP client, as a browser would,
 // against an app (in development, cookie "sid") whose provider is this one,
 // built in or standalone: start at appBase/api/auth/google, submit the
 // provider's form, deliver the callback. It returns the session cookie's
 // value once the callback's redirect has arrived. For tests and load tools.
-func SignIn(appBase, name, email string) (string, error) {
+func SignIn(appBase, name, email string, opts ...SignInOption) (string, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -31,6 +51,9 @@ func SignIn(appBase, name, email string) (string, error) {
 	form.Set("name", name)
 	form.Set("email", email)
 	form.Set("action", "allow")
+	for _, o := range opts {
+		o(form)
+	}
 	res, err = c.PostForm(authURL.Scheme+"://"+authURL.Host+authURL.Path, form)
 	if err != nil {
 		return "", err
