@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +30,8 @@ const testSecret = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 // idp is an OpenID Connect provider with a login form, on its own server.
 type idp struct {
 	*devprovidertest.Provider
-	URL string
+	URL    string
+	tokens *tokenRecorder
 }
 
 const (
@@ -48,7 +51,7 @@ func startIDPTLS(t *testing.T) *idp {
 	return startIDPOn(t, true)
 }
 
-func startIDPOn(t *testing.T, tls bool) *idp {
+func startIDPOn(t *testing.T, tls bool, edits ...func(*devprovider.Config)) *idp {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	scheme := "http"
@@ -56,18 +59,64 @@ func startIDPOn(t *testing.T, tls bool) *idp {
 		scheme = "https"
 	}
 	issuer := scheme + "://" + srv.Listener.Addr().String()
-	p, err := devprovidertest.New(devprovider.Config{Issuer: issuer, ClientID: idpClientID, ClientSecret: idpClientSecret})
+	cfg := devprovider.Config{Issuer: issuer, ClientID: idpClientID, ClientSecret: idpClientSecret}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	p, err := devprovidertest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = p
+	rec := &tokenRecorder{next: p}
+	srv.Config.Handler = rec
 	if tls {
 		srv.StartTLS()
 	} else {
 		srv.Start()
 	}
 	t.Cleanup(srv.Close)
-	return &idp{Provider: p, URL: issuer}
+	return &idp{Provider: p, URL: issuer, tokens: rec}
+}
+
+// tokenRecorder passes requests to the provider and keeps every token its
+// token endpoint issues, so that tests can look for them where they must
+// never be (logs, metrics, pages).
+type tokenRecorder struct {
+	next http.Handler
+
+	mu     sync.Mutex
+	issued []string
+}
+
+func (t *tokenRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/token") {
+		t.next.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	t.next.ServeHTTP(rec, r)
+	var answer map[string]any
+	if json.Unmarshal(rec.Body.Bytes(), &answer) == nil {
+		t.mu.Lock()
+		for _, k := range []string{"access_token", "refresh_token"} { // (the ID token is the hint of a sign-out at the provider, by design)
+			if v, ok := answer[k].(string); ok && v != "" {
+				t.issued = append(t.issued, v)
+			}
+		}
+		t.mu.Unlock()
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// Issued returns every token the provider has issued so far.
+func (t *tokenRecorder) Issued() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.issued)
 }
 
 // TestMain makes the process trust the certificate every httptest TLS
@@ -101,6 +150,7 @@ type app struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncBuffer
+	clock  func() time.Time // nil: the real one
 }
 
 type syncBuffer struct {
@@ -156,6 +206,13 @@ func startApp(t *testing.T, env map[string]string) *app {
 // bound again (another process could take it in between).
 func startAppOn(t *testing.T, env map[string]string, ln net.Listener) *app {
 	t.Helper()
+	return startAppClock(t, env, ln, nil)
+}
+
+// startAppClock is startAppOn with the handlers reading clock (nil: the
+// real one) for session times and token expiry.
+func startAppClock(t *testing.T, env map[string]string, ln net.Listener, clock func() time.Time) *app {
+	t.Helper()
 	f, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +223,10 @@ func startAppOn(t *testing.T, env map[string]string, ln net.Listener) *app {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{URL: "http://" + ln.Addr().String(), addr: ln.Addr().String(), ln: ln, env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	if clock != nil {
+		ctx = context.WithValue(ctx, clockKey{}, clock)
+	}
+	a := &app{URL: "http://" + ln.Addr().String(), addr: ln.Addr().String(), ln: ln, env: env, cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}, clock: clock}
 	getenv := func(k string) string { return env[k] }
 	go func() { a.done <- run(ctx, []string{"-env-file", "/nonexistent/.env"}, getenv, a.logs, a.logs, dup) }()
 	testservers.WaitUntil(t, 15*time.Second, func() bool {
@@ -208,7 +268,7 @@ func (a *app) stop(t *testing.T) {
 func (a *app) restart(t *testing.T) *app {
 	t.Helper()
 	a.stop(t)
-	return startAppOn(t, a.env, a.ln)
+	return startAppClock(t, a.env, a.ln, a.clock)
 }
 
 // browser is a cookie-keeping client that does not follow redirects, so each

@@ -140,6 +140,18 @@ func clipAttr(_ []string, a slog.Attr) slog.Attr {
 	return slog.String(a.Key, fmt.Sprintf("%s… (%d bytes in all)", s[:cut], len(s)))
 }
 
+// clockKey carries, in the context run is given, the clock the handlers
+// read (session times, token expiry) instead of time.Now: tests move it
+// rather than sleep. The program itself never sets it.
+type clockKey struct{}
+
+func clockOf(ctx context.Context) func() time.Time {
+	if now, ok := ctx.Value(clockKey{}).(func() time.Time); ok {
+		return now
+	}
+	return time.Now
+}
+
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln net.Listener) error {
 	started := time.Now()
 	cfg, err := loadConfig(getenv)
@@ -227,7 +239,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
-		Stopping: ctx.Done(),
+		Stopping: ctx.Done(), Now: clockOf(ctx),
 	}
 	deps.Providers, deps.DevProvider, err = signInProviders(cfg, secrets[0])
 	if err != nil {

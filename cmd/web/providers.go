@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime"
+	"slices"
 
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/config"
@@ -27,25 +29,36 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 	callback := func(name string) string { return base + "/api/auth/" + name + "/callback" }
 	var out []auth.Provider
 	if cfg.GoogleConfigured() {
-		out = append(out, auth.NewOIDC(auth.OIDCConfig{
+		google := auth.OIDCConfig{
 			Name: "google", Label: "Google", Issuer: cfg.GoogleIssuerURL,
 			ClientID: cfg.GoogleClientID, ClientSecret: cfg.GoogleClientSecret, RedirectURL: callback("google"),
-		}))
+			Scopes: append([]string{"openid", "email", "profile"}, cfg.GoogleScopes...),
+		}
+		if cfg.GoogleOfflineAccess {
+			// Google's way to a refresh token (it has no offline_access
+			// scope); consent, because Google issues one only then.
+			google.AuthParams = url.Values{"access_type": {"offline"}, "include_granted_scopes": {"true"}, "prompt": {"consent"}}
+		}
+		out = append(out, auth.NewOIDC(google))
 	}
 	// BEGIN remove:github
 	if cfg.GitHubConfigured() {
 		out = append(out, auth.NewGitHub(auth.GitHubConfig{
 			ClientID: cfg.GitHubClientID, ClientSecret: cfg.GitHubClientSecret, RedirectURL: callback("github"),
-			URL: cfg.GitHubURL, APIURL: cfg.GitHubAPIURL,
+			URL: cfg.GitHubURL, APIURL: cfg.GitHubAPIURL, Scopes: cfg.GitHubScopes,
 		}))
 	}
 	// END remove:github
 	// BEGIN remove:oidc
 	if cfg.OIDCConfigured() {
-		out = append(out, auth.NewOIDC(auth.OIDCConfig{
+		generic := auth.OIDCConfig{
 			Name: "oidc", Label: cfg.OIDCName, Issuer: cfg.OIDCIssuerURL, Scopes: cfg.OIDCScopes,
 			ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret, RedirectURL: callback("oidc"),
-		}))
+		}
+		if cfg.OIDCOfflineAccess {
+			generic.Scopes, generic.AuthParams = offlineAccess(generic.Scopes)
+		}
+		out = append(out, auth.NewOIDC(generic))
 	}
 	// END remove:oidc
 	if !cfg.DemoLogin {
@@ -67,13 +80,24 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 	if err != nil {
 		return nil, nil, fmt.Errorf("start demo provider: %w", err)
 	}
+	// The demo asks for offline access, so that calling an API as the
+	// user, refresh included, works with no credentials at all.
+	scopes, params := offlineAccess([]string{"openid", "email", "profile"})
 	demo := auth.NewOIDC(auth.OIDCConfig{
 		Name: "demo", Label: "Development provider", Issuer: issuer,
 		ClientID: "demo-client", ClientSecret: clientSecret, RedirectURL: callback("demo"),
+		Scopes: scopes, AuthParams: params,
 		// In-process: the server need not reach its own public URL.
 		HTTPClient: dev.Client(),
 	})
 	return []auth.Provider{demo}, dev, nil
+}
+
+// offlineAccess is how OpenID Connect asks for a refresh token (Core §11):
+// the offline_access scope, which providers honour only with
+// prompt=consent.
+func offlineAccess(scopes []string) ([]string, url.Values) {
+	return append(slices.Clone(scopes), "offline_access"), url.Values{"prompt": {"consent"}}
 }
 
 // Back-channel logout limits. Only failed tokens count against an

@@ -115,6 +115,11 @@ type Result struct {
 	// IDToken is set when the provider has an end_session_endpoint: the
 	// session keeps it, sealed, as the id_token_hint of a later sign-out.
 	IDToken string
+	// Token is the provider's token answer (access token, expiry, refresh
+	// token when one was issued), kept sealed in the session to call APIs
+	// as the user; Scopes are those it grants.
+	Token  *oauth2.Token
+	Scopes []string
 }
 
 // LogoutProvider is implemented by OpenID Connect providers: sign-out at

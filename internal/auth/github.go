@@ -23,7 +23,9 @@ type GitHubConfig struct {
 	RedirectURL  string
 	URL          string // https://github.com
 	APIURL       string // https://api.github.com
-	HTTPClient   *http.Client
+	// Scopes are added to read:user and user:email, the two sign-in needs.
+	Scopes     []string
+	HTTPClient *http.Client
 }
 
 // GitHub signs in with GitHub: the authorization-code flow with state and
@@ -34,7 +36,7 @@ type GitHub struct {
 	oauth2 *oauth2.Config
 }
 
-var _ Provider = (*GitHub)(nil)
+var _ APIProvider = (*GitHub)(nil)
 
 // NewGitHub returns the provider; it contacts GitHub only to sign in.
 func NewGitHub(cfg GitHubConfig) *GitHub {
@@ -53,7 +55,7 @@ func NewGitHub(cfg GitHubConfig) *GitHub {
 			// The credentials in the form: GitHub's documented way.
 			AuthStyle: oauth2.AuthStyleInParams,
 		},
-		Scopes: []string{"read:user", "user:email"},
+		Scopes: append([]string{"read:user", "user:email"}, cfg.Scopes...),
 	}}
 }
 
@@ -127,8 +129,31 @@ func (g *GitHub) finish(ctx context.Context, f Flow, code string) (Result, error
 		name = user.Login
 	}
 	sub := strconv.FormatInt(user.ID, 10)
+	if err := checkToken(tok); err != nil {
+		return Result{}, err
+	}
 	return Result{Identity: Identity{ID: "github|" + sub, Email: email, Name: name, Picture: user.AvatarURL, Provider: g.Name()},
-		Subject: sub}, nil
+		Subject: sub, Token: tok, Scopes: grantedScopes(tok, g.oauth2.Scopes)}, nil
+}
+
+// Refresh implements APIProvider. An OAuth app's tokens do not expire and
+// come without a refresh token; a GitHub App's expire after eight hours
+// and are refreshed at the same token endpoint.
+func (g *GitHub) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	return refresh(ctx, g.cfg.HTTPClient, g.oauth2, refreshToken)
+}
+
+// Revoke implements APIProvider: GitHub has no RFC 7009 endpoint (its
+// DELETE /applications/{client_id}/token is an API of its own).
+func (g *GitHub) Revoke(context.Context, string, string) (bool, error) { return false, nil }
+
+// Profile implements APIProvider with GitHub's GET /user.
+func (g *GitHub) Profile(ctx context.Context, accessToken string) (json.RawMessage, error) {
+	return getWithToken(ctx, g.cfg.HTTPClient, g.cfg.APIURL+"/user", accessToken, githubHeaders())
+}
+
+func githubHeaders() http.Header {
+	return http.Header{"X-Github-Api-Version": {"2022-11-28"}}
 }
 
 // api GETs path from GitHub's REST API as the signed-in user.

@@ -3,11 +3,13 @@ package auth
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,10 @@ type OIDCConfig struct {
 	RedirectURL  string
 	// Scopes default to openid, email and profile.
 	Scopes []string
+	// AuthParams are added to the authorization request: how a provider
+	// is asked for offline access (Google: access_type=offline; OpenID
+	// Connect: prompt=consent with the offline_access scope).
+	AuthParams url.Values
 	// HTTPClient talks to the provider; nil means a client with a timeout.
 	HTTPClient *http.Client
 }
@@ -40,10 +46,14 @@ type OIDC struct {
 	op         *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	revocation string
 	origins    []string // SignOutOrigins, once made
 }
 
-var _ LogoutProvider = (*OIDC)(nil)
+var (
+	_ LogoutProvider = (*OIDC)(nil)
+	_ APIProvider    = (*OIDC)(nil)
+)
 
 // NewOIDC returns a provider; it does not contact the issuer.
 func NewOIDC(cfg OIDCConfig) *OIDC {
@@ -108,11 +118,12 @@ type discovered struct {
 	op         *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	endSession string
+	revocation string // RFC 7009's endpoint, "" when the provider has none
 }
 
 func (p *OIDC) discover(ctx context.Context) (discovered, error) {
 	p.mu.Lock()
-	d := discovered{p.op, p.verifier, p.endSession}
+	d := discovered{p.op, p.verifier, p.endSession, p.revocation}
 	p.mu.Unlock()
 	if d.op != nil {
 		return d, nil
@@ -126,6 +137,7 @@ func (p *OIDC) discover(ctx context.Context) (discovered, error) {
 	}
 	var extra struct {
 		EndSession string `json:"end_session_endpoint"`
+		Revocation string `json:"revocation_endpoint"`
 		JWKS       string `json:"jwks_uri"`
 	}
 	_ = op.Claims(&extra)
@@ -135,9 +147,10 @@ func (p *OIDC) discover(ctx context.Context) (discovered, error) {
 	p.mu.Lock()
 	if p.op == nil {
 		p.op, p.verifier, p.endSession = op, op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID}), extra.EndSession
+		p.revocation = extra.Revocation
 		p.origins = nil // made again with the end_session_endpoint's
 	}
-	d = discovered{p.op, p.verifier, p.endSession}
+	d = discovered{p.op, p.verifier, p.endSession, p.revocation}
 	p.mu.Unlock()
 	return d, nil
 }
@@ -179,8 +192,11 @@ func (p *OIDC) Start(ctx context.Context, returnTo string) (Flow, string, error)
 		return Flow{}, "", err
 	}
 	f := newFlow(p.cfg.Name, returnTo, true)
-	u := p.oauth2Config(d.op).AuthCodeURL(f.State, oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier))
-	return f, u, nil
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier)}
+	for k, v := range p.cfg.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, strings.Join(v, " ")))
+	}
+	return f, p.oauth2Config(d.op).AuthCodeURL(f.State, opts...), nil
 }
 
 // claims are the identity claims the app takes from the ID token or, when
@@ -246,7 +262,10 @@ func (p *OIDC) finish(ctx context.Context, f Flow, code string) (Result, error) 
 		c.Email = ""
 	}
 	id := Identity{ID: p.cfg.Name + "|" + idt.Subject, Email: c.Email, Name: c.Name, Picture: c.Picture, Provider: p.cfg.Name}
-	res := Result{Identity: id, Subject: idt.Subject, SessionID: c.SessionID}
+	res := Result{Identity: id, Subject: idt.Subject, SessionID: c.SessionID, Token: tok, Scopes: grantedScopes(tok, p.cfg.Scopes)}
+	if err := checkToken(tok); err != nil {
+		return Result{}, err
+	}
 	if d.endSession != "" {
 		res.IDToken = raw // only worth keeping as a later id_token_hint
 	}
@@ -352,4 +371,39 @@ func (p *OIDC) VerifyLogoutToken(ctx context.Context, raw string, now time.Time)
 	}
 	until = until.Add(clockSkew)
 	return LogoutToken{ID: lt.TokenID, Subject: lt.Subject, SessionID: lt.SessionID, PassesUntil: until}, nil
+}
+
+// Refresh implements APIProvider.
+func (p *OIDC) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return refresh(ctx, p.cfg.HTTPClient, p.oauth2Config(d.op), refreshToken)
+}
+
+// Revoke implements APIProvider, with the discovery document's
+// revocation_endpoint.
+func (p *OIDC) Revoke(ctx context.Context, token, hint string) (bool, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return false, err
+	}
+	if d.revocation == "" {
+		return false, nil
+	}
+	return true, revoke(ctx, p.cfg.HTTPClient, d.revocation, p.cfg.ClientID, p.cfg.ClientSecret, token, hint)
+}
+
+// Profile implements APIProvider with the UserInfo endpoint.
+func (p *OIDC) Profile(ctx context.Context, accessToken string) (json.RawMessage, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := d.op.UserInfoEndpoint()
+	if endpoint == "" {
+		return nil, fmt.Errorf("%w: %s has no UserInfo endpoint", ErrRejected, p.cfg.Issuer)
+	}
+	return getWithToken(ctx, p.cfg.HTTPClient, endpoint, accessToken, nil)
 }

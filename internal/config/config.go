@@ -50,20 +50,26 @@ type Config struct {
 	GoogleClientID     string
 	GoogleClientSecret string
 	GoogleIssuerURL    string
+	// GoogleScopes are asked for besides openid, email and profile; with
+	// GoogleOfflineAccess Google issues a refresh token too.
+	GoogleScopes        []string
+	GoogleOfflineAccess bool
 	// BEGIN remove:github
 
 	GitHubClientID     string
 	GitHubClientSecret string
 	GitHubURL          string // https://github.com, or a GitHub Enterprise Server
 	GitHubAPIURL       string // https://api.github.com, or https://HOST/api/v3
+	GitHubScopes       []string
 	// END remove:github
 	// BEGIN remove:oidc
 
-	OIDCIssuerURL    string
-	OIDCClientID     string
-	OIDCClientSecret string
-	OIDCName         string // the sign-in button's label
-	OIDCScopes       []string
+	OIDCIssuerURL     string
+	OIDCClientID      string
+	OIDCClientSecret  string
+	OIDCName          string // the sign-in button's label
+	OIDCScopes        []string
+	OIDCOfflineAccess bool
 	// END remove:oidc
 
 	AllowedEmailDomains []string
@@ -289,10 +295,13 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	prod := c.Production()
 	c.GoogleClientID, c.GoogleClientSecret = credentials(r, "GOOGLE")
 	c.GoogleIssuerURL = issuerURL(r, "GOOGLE_ISSUER_URL", "https://accounts.google.com", prod)
+	c.GoogleScopes = scopes(r, "GOOGLE_SCOPES")
+	c.GoogleOfflineAccess = r.Bool("GOOGLE_OFFLINE_ACCESS", false)
 	// BEGIN remove:github
 	c.GitHubClientID, c.GitHubClientSecret = credentials(r, "GITHUB")
 	c.GitHubURL = providerURL(r, "GITHUB_URL", "https://github.com", prod && c.GitHubConfigured())
 	c.GitHubAPIURL = providerURL(r, "GITHUB_API_URL", "https://api.github.com", prod && c.GitHubConfigured())
+	c.GitHubScopes = scopes(r, "GITHUB_SCOPES")
 	// END remove:github
 	// BEGIN remove:oidc
 	c.OIDCClientID, c.OIDCClientSecret = credentials(r, "OIDC")
@@ -305,6 +314,7 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	if !slices.Contains(c.OIDCScopes, "openid") {
 		r.Fail("OIDC_SCOPES", "%q must include openid", strings.Join(c.OIDCScopes, " "))
 	}
+	c.OIDCOfflineAccess = r.Bool("OIDC_OFFLINE_ACCESS", false)
 	// END remove:oidc
 	if prod && !c.providerConfigured() {
 		r.Fail(c.providers()[0].idVar, "a sign-in provider is required in production: set %s with its secret (see docs/providers.md)", c.idVars())
@@ -414,4 +424,19 @@ func DevSecret(dir string) (secret string, created bool, err error) {
 		return "", false, fmt.Errorf("write development secret %q: %w", path, err)
 	}
 	return secret, true, nil
+}
+
+// scopes reads extra OAuth scopes, separated by spaces or commas (Google's
+// are URLs), each a scope-token as RFC 6749 §3.3 defines it.
+func scopes(r *envconfig.Reader, name string) []string {
+	out := strings.FieldsFunc(r.Raw(name), func(c rune) bool { return c == ' ' || c == ',' })
+	for _, s := range out {
+		for _, c := range s {
+			if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+				r.Fail(name, "%q is not a valid scope (printable ASCII, no quotes or backslashes)", s)
+				return nil
+			}
+		}
+	}
+	return out
 }

@@ -1,13 +1,18 @@
 package handlers
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
 
+	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/httpsession"
 )
 
 // This file is the example to copy: the signed-in part of your app. Its
@@ -70,6 +75,9 @@ func notSignedIn(echo.Context) error {
 func (s *server) appHome() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		data := appPage{page: s.withNotice(c, "Your app"), User: userOf(c)}
+		if err := s.loadProfile(c, &data); err != nil {
+			return err
+		}
 		// BEGIN remove:notes
 		if err := s.loadNotes(c, &data); err != nil {
 			return err
@@ -89,4 +97,37 @@ func (s *server) hello() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return c.JSON(http.StatusOK, helloResponse{Greeting: "Hello, " + userOf(c).DisplayName()})
 	}
+}
+
+// loadProfile calls the provider's API as the user for the app's page
+// (apiaccess.go). A call that fails says so on the page, which is still
+// served; only a store that does not answer fails it.
+func (s *server) loadProfile(c echo.Context, data *appPage) error {
+	_, kept := apitokens.Of(loginOf(c))
+	if !kept && !apitokens.Ended(loginOf(c)) {
+		return nil
+	}
+	call := &apiCall{Provider: s.providerLabel(userOf(c).Provider)}
+	data.API = call
+	res, err := s.callProfile(c)
+	switch {
+	case errors.Is(err, httpsession.ErrUnavailable):
+		return err
+	case errors.Is(err, apitokens.ErrReconnect):
+		call.Reconnect = s.reconnectURL(c)
+		return nil
+	case err != nil:
+		s.Logger.Warn("Provider API call failed", "provider", userOf(c).Provider, "error", err)
+		call.Problem = call.Provider + " could not be reached just now. Reload the page to try again."
+		return nil
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, res.Profile, "", "  ") == nil {
+		call.Profile = pretty.String()
+	}
+	if t, ok := apitokens.Of(loginOf(c)); ok && !t.Expiry.IsZero() {
+		w := s.when(t.Expiry)
+		call.Expires = &w
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo-contrib/session"
 	"github.com/labstack/echo/v4"
 
+	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/ratelimit"
@@ -293,6 +294,11 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		if res.IDToken != "" {
 			sess.Values[httpsession.KeyIDToken] = res.IDToken
 		}
+		if _, api := p.(auth.APIProvider); api && res.Token != nil && res.Token.AccessToken != "" {
+			// Kept to call the provider's APIs as the user: sealed with
+			// the record, never sent to the browser (apiaccess.go).
+			sess.Values[httpsession.KeyTokens] = apitokens.FromOAuth2(res.Token, res.Scopes, s.now())
+		}
 		// Filed under the user (for "your sessions"), and under the
 		// provider's subject and session, which a back-channel logout names.
 		owners := []string{id.Owner(), auth.SubjectKey(p.Name(), res.Subject)}
@@ -304,7 +310,8 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 			return err
 		}
 		s.Metrics.Login("succeeded", "")
-		s.Logger.Info("User logged in", "provider", id.Provider, "session", httpsession.InfoOf(sess).Key)
+		s.Logger.Info("User logged in", "provider", id.Provider, "session", httpsession.InfoOf(sess).Key,
+			"apiAccess", res.Token != nil, "refreshable", res.Token != nil && res.Token.RefreshToken != "")
 		return c.Redirect(http.StatusFound, auth.SafeReturnPath(flow.ReturnTo))
 	}
 }
@@ -318,6 +325,9 @@ func jsonTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 type meResponse struct {
 	User    auth.Identity `json:"user"`
 	Session sessionInfo   `json:"session"`
+	// API describes the provider access kept (apiaccess.go); absent when
+	// none is.
+	API *apiInfo `json:"api,omitempty"`
 }
 
 type sessionInfo struct {
@@ -329,10 +339,11 @@ type sessionInfo struct {
 // me is GET /api/auth/me, behind requireUser: who is signed in.
 func (s *server) me() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		info := httpsession.InfoOf(loginOf(c))
+		sess := loginOf(c)
+		info := httpsession.InfoOf(sess)
 		return c.JSON(http.StatusOK, meResponse{User: userOf(c), Session: sessionInfo{
 			Store: s.StoreName, CreatedAt: jsonTime(info.CreatedAt), ExpiresAt: jsonTime(info.ExpiresAt),
-		}})
+		}, API: apiInfoOf(apitokens.Of(sess))})
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -300,9 +301,18 @@ func TestSignedInRoutes(t *testing.T) {
 			CreatedAt time.Time `json:"createdAt"`
 			ExpiresAt time.Time `json:"expiresAt"`
 		} `json:"session"`
+		API struct {
+			Scopes      []string  `json:"scopes"`
+			ExpiresAt   time.Time `json:"expiresAt"`
+			Refreshable bool      `json:"refreshable"`
+		} `json:"api"`
 	}
 	r := do(t, c, "GET", "/api/auth/me")
 	strictJSON(t, r.body, &me)
+	if !slices.Equal(me.API.Scopes, []string{"openid", "email", "profile"}) || me.API.Refreshable ||
+		!me.API.ExpiresAt.Equal(a.clock.Now().Add(5*time.Minute)) {
+		t.Errorf("/api/auth/me api = %+v, want the demo's scopes, not refreshable, expiring in 5 minutes", me.API)
+	}
 	if r.status != 200 || me.User.Email != "ada@example.com" || me.User.Name != "Ada Lovelace" || me.User.Provider != "demo" ||
 		me.Session.Store != "memory" || !me.Session.ExpiresAt.Equal(me.Session.CreatedAt.Add(time.Hour)) || !me.Session.CreatedAt.Equal(a.clock.Now()) {
 		t.Fatalf("/api/auth/me = %d %+v", r.status, me)

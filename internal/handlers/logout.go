@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
 )
@@ -34,6 +35,7 @@ func (s *server) logout() echo.HandlerFunc {
 			return err
 		}
 		providerLogout := ""
+		kept, hasTokens := apitokens.Of(sess)
 		if signedIn {
 			idToken, _ := httpsession.Value[string](sess, httpsession.KeyIDToken)
 			providerLogout = s.providerLogoutURL(c, user, idToken)
@@ -46,6 +48,9 @@ func (s *server) logout() echo.HandlerFunc {
 			}
 			if key != "" {
 				s.Logger.Info("User logged out", "session", key, "providerLogout", providerLogout != "")
+			}
+			if signedIn {
+				s.revokeTokens(user.Provider, kept, hasTokens) // after the session is gone
 			}
 		}
 		if strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationForm) {

@@ -67,6 +67,9 @@ type sessionRow struct {
 type appPage struct {
 	page
 	User auth.Identity
+	// API is the provider's answer to a call made as the user (nil: the
+	// session keeps no API access).
+	API *apiCall
 	// BEGIN remove:notes
 	Notes []noteRow // newest first
 	// END remove:notes
@@ -86,4 +89,13 @@ func orList(names []string) string {
 		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// apiCall is the example call to the provider's API on the app's page.
+type apiCall struct {
+	Provider  string // for people: "Google"
+	Profile   string // the provider's answer, indented JSON
+	Expires   *when  // when the access token used expires (nil: no expiry)
+	Reconnect string // set when access ended: where to grant it again
+	Problem   string // set when the call failed: what to tell the user
 }

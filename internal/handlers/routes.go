@@ -74,6 +74,7 @@ func addRoutes(e *echo.Echo, s *server) {
 	app.GET("", s.appHome())
 	appAPI := e.Group("/api/app", api)
 	appAPI.GET("/hello", s.hello())
+	appAPI.GET("/profile", s.profile()) // the provider's API, as the user (apiaccess.go)
 	// BEGIN remove:notes
 	// The notes (notes.go), the example of your app's own data.
 	app.POST("/notes", s.addNoteForm())

@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
 	"example.com/oauth-sessions/internal/metrics"
@@ -110,6 +111,7 @@ type Deps struct {
 type server struct {
 	Deps
 	sessions *httpsession.Manager
+	tokens   *apitokens.Keeper // the providers' tokens kept in sessions
 	cookies  cookies
 	// verifySlots holds a token per logout token being checked.
 	verifySlots chan struct{}
@@ -140,6 +142,12 @@ func New(d Deps) http.Handler {
 		},
 		Cookie: s.cookies.attributes, Now: d.Now, Logger: d.Logger, Rejected: d.Metrics.CookieRejected,
 	})
+	s.tokens = &apitokens.Keeper{Sessions: s.sessions, Metrics: d.Metrics, Logger: d.Logger, Now: d.Now}
+	for _, p := range d.Providers {
+		if _, ok := p.(auth.APIProvider); ok {
+			d.Metrics.TokenProvider(p.Name())
+		}
+	}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/httpsession"
 )
 
@@ -37,6 +38,10 @@ type mySession struct {
 	sessionView
 	key     string // the full store key
 	network string
+	// The provider's tokens kept in it, revoked when it is.
+	provider  string
+	tokens    apitokens.Tokens
+	hasTokens bool
 }
 
 // mySessions returns the signed-in user's live sessions, this browser's
@@ -51,7 +56,8 @@ func (s *server) mySessions(c echo.Context) ([]mySession, error) {
 	for _, x := range list {
 		device, _ := httpsession.SummaryValue[string](x, httpsession.KeyDevice) // absent in old sessions: ""
 		network, _ := httpsession.SummaryValue[string](x, httpsession.KeyNetwork)
-		out = append(out, mySession{key: x.Key, network: network, sessionView: sessionView{
+		provider, tokens, hasTokens := keptTokens(x)
+		out = append(out, mySession{key: x.Key, network: network, provider: provider, tokens: tokens, hasTokens: hasTokens, sessionView: sessionView{
 			ID: httpsession.ShortID(x.Key), Current: x.Key == current, Device: device,
 			CreatedAt: x.CreatedAt.UTC(), LastSeenAt: x.SeenAt.UTC(), ExpiresAt: x.ExpiresAt.UTC(),
 		}})
@@ -96,6 +102,7 @@ func (s *server) revoke(c echo.Context, id string) (*mySession, error) {
 		if err := s.sessions.Revoke(c.Request().Context(), m.key); err != nil {
 			return nil, err
 		}
+		s.revokeTokens(m.provider, m.tokens, m.hasTokens)
 		if m.Current {
 			sess := loginOf(c)
 			sess.Options.MaxAge = -1
@@ -121,6 +128,7 @@ func (s *server) revokeOthers(c echo.Context) (int, error) {
 		if err := s.sessions.Revoke(c.Request().Context(), m.key); err != nil {
 			return n, err
 		}
+		s.revokeTokens(m.provider, m.tokens, m.hasTokens)
 		n++
 	}
 	s.Logger.Info("Other sessions revoked", "count", n)

@@ -72,9 +72,11 @@ func TestEveryTemplateRenders(t *testing.T) {
 
 // appExamples are app.html's: empty, and with the example's data.
 func appExamples(p page, u auth.Identity) []any {
-	full := appPage{page: p, User: u}
+	full := appPage{page: p, User: u, API: &apiCall{Provider: "Google", Profile: `{"sub": "1"}`, Expires: &when{Relative: "in 59 minutes"}}}
+	reconnect := appPage{page: p, User: u, API: &apiCall{Provider: "Google", Reconnect: "/api/auth/google?returnTo=%2Fapp"}}
+	problem := appPage{page: p, User: u, API: &apiCall{Provider: "Google", Problem: "Google could not be reached."}}
 	// BEGIN remove:notes
 	full.Notes = []noteRow{{ID: "n1", Text: "A note <b>with markup</b>", Created: when{Relative: "just now"}}}
 	// END remove:notes
-	return []any{appPage{}, full}
+	return []any{appPage{}, full, reconnect, problem}
 }

@@ -570,3 +570,61 @@ func KeyOf(s *sessions.Session) string {
 	}
 	return KeyFor(s.ID)
 }
+
+// Lock takes the lock called name for ttl, for every instance sharing the
+// store: a record put only if absent (Store.Insert), so of any number of
+// concurrent takers exactly one gets it. ok is false while someone else
+// holds it. A holder that dies leaves a record that expires after ttl; a
+// holder must therefore finish (or give up) well within ttl, because
+// unlock deletes whatever record then has the lock's key.
+func (m *Manager) Lock(ctx context.Context, name string, ttl time.Duration) (ok bool, unlock func(context.Context) error, err error) {
+	key := KeyFor("lock:" + name)
+	now := m.opts.Now()
+	plain, err := encodeRecord(Record{Kind: KindLock, CreatedAt: now, ExpiresAt: now.Add(ttl), Values: map[string]json.RawMessage{}})
+	if err != nil {
+		return false, nil, err
+	}
+	ok, err = m.backend.Insert(ctx, sessionstore.Entry{Key: key, Data: m.codec.Seal(key, plain), SeenAt: now, ExpiresAt: now.Add(ttl)})
+	if err != nil {
+		return false, nil, fmt.Errorf("%w: take lock: %w", ErrUnavailable, err)
+	}
+	if !ok {
+		return false, nil, nil
+	}
+	return true, func(ctx context.Context) error {
+		if err := m.backend.Delete(ctx, key); err != nil {
+			return fmt.Errorf("%w: release lock: %w", ErrUnavailable, err)
+		}
+		return nil
+	}, nil
+}
+
+// Reload reads s again from the store, past any cache: what other requests
+// or instances wrote since s was loaded replaces its values. It reports
+// false when the session is gone (signed out, expired).
+func (m *Manager) Reload(ctx context.Context, s *sessions.Session) (bool, error) {
+	st := stateOf(s)
+	if s.ID == "" || st.kind == nil {
+		return false, nil
+	}
+	key := KeyOf(s)
+	entry, found, err := m.backend.Find(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("%w: read session %s: %w", ErrUnavailable, ShortID(key), err)
+	}
+	now := m.opts.Now()
+	if !found || !now.Before(entry.ExpiresAt) {
+		return false, nil
+	}
+	rec, err := m.codec.OpenRecord(key, entry.Data)
+	if err != nil || rec.Kind != st.kind.Name || !now.Before(rec.ExpiresAt) {
+		return false, nil
+	}
+	for k := range s.Values {
+		if _, internal := k.(stateKey); !internal {
+			delete(s.Values, k)
+		}
+	}
+	m.fill(s, st, newCached(s.ID, key, rec, entry))
+	return true, nil
+}

@@ -12,6 +12,7 @@ const (
 	KindLogin = "login"      // a signed-in user
 	KindFlow  = "oauth-flow" // a login in progress, for 10 minutes
 	KindUsed  = "used-token" // a one-time token already used (MarkUsed)
+	KindLock  = "lock"       // a lock held by one request of any instance (Lock)
 )
 
 // The values the app keeps in sessions, by key.
@@ -25,6 +26,10 @@ const (
 	// KeyIDToken: login: the provider's ID token, for id_token_hint when
 	// signing out at the provider (sealed with the rest of the record).
 	KeyIDToken = "idToken"
+	// KeyTokens: login: the provider's tokens, to call its APIs as the
+	// user (apitokens.Tokens); sealed with the rest, never sent anywhere
+	// but to the provider.
+	KeyTokens = "apiTokens"
 )
 
 // recordVersion is the version of the JSON record layout below. A record of

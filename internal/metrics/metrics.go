@@ -31,6 +31,8 @@ type Metrics struct {
 	refused  prometheus.Counter
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// The provider tokens kept to call APIs as the user (apitokens).
+	refreshes, refreshWaits, revocations *prometheus.CounterVec
 	// lastRefused is when the store last refused a write (Unix ns, 0: never).
 	lastRefused atomic.Int64
 }
@@ -76,7 +78,20 @@ func New() *Metrics {
 		Help:    "Time to answer HTTP requests, by method and route template.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"method", "route"})
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oauth_token_refreshes_total",
+		Help: "Refreshes of users' provider tokens by provider and result: ok, invalid_grant (access revoked: the user must reconnect), provider_error (unreachable, 5xx, timeout: tokens kept), interrupted (an earlier refresh never recorded its outcome: the user must reconnect), store_error.",
+	}, []string{"provider", "result"})
+	m.refreshWaits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oauth_token_refresh_waits_total",
+		Help: "Requests that found another request (of any instance) refreshing the same session's tokens, by outcome: used_theirs, took_over (theirs ended without a fresh token), timed_out (503).",
+	}, []string{"provider", "outcome"})
+	m.revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oauth_token_revocations_total",
+		Help: "Provider tokens revoked at sign-out (RFC 7009), by provider and result (ok, failed).",
+	}, []string{"provider", "result"})
 	m.reg.MustRegister(m.storeDur, m.storeErr, m.logins, m.logouts, m.rejected, m.refused, m.requests, m.latency,
+		m.refreshes, m.refreshWaits, m.revocations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -127,6 +142,35 @@ func (m *Metrics) BackchannelProvider(provider string) {
 	for _, result := range []string{"ended", "invalid", "replayed", "refused", "busy", "unverified"} {
 		m.logouts.WithLabelValues(provider, result)
 	}
+}
+
+// TokenProvider makes the token counts of provider exist from the start,
+// at 0, so alerts and rates over them have series before the first event.
+func (m *Metrics) TokenProvider(provider string) {
+	for _, r := range []string{"ok", "invalid_grant", "provider_error", "interrupted", "store_error"} {
+		m.refreshes.WithLabelValues(provider, r)
+	}
+	for _, o := range []string{"used_theirs", "took_over", "timed_out"} {
+		m.refreshWaits.WithLabelValues(provider, o)
+	}
+	for _, r := range []string{"ok", "failed"} {
+		m.revocations.WithLabelValues(provider, r)
+	}
+}
+
+// TokenRefresh counts a refresh of a user's provider tokens.
+func (m *Metrics) TokenRefresh(provider, result string) {
+	m.refreshes.WithLabelValues(provider, result).Inc()
+}
+
+// TokenRefreshWait counts a request that waited for another's refresh.
+func (m *Metrics) TokenRefreshWait(provider, outcome string) {
+	m.refreshWaits.WithLabelValues(provider, outcome).Inc()
+}
+
+// TokenRevocation counts a revocation at sign-out.
+func (m *Metrics) TokenRevocation(provider, result string) {
+	m.revocations.WithLabelValues(provider, result).Inc()
 }
 
 // WriteRefused counts a request turned away because the store refused a

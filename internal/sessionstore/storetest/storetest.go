@@ -108,6 +108,8 @@ func Run(t *testing.T, h Harness) {
 		{"TakeOnce", testTakeOnce},
 		{"Insert", testInsert},
 		{"InsertOnce", testInsertOnce},
+		{"RefreshOnce", testRefreshOnce},
+		{"RefreshInterrupted", testRefreshInterrupted},
 		{"Expiry", testExpiry},
 		{"Touch", testTouch},
 		{"All", testAll},

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/oauth-sessions/internal/fakeclock"
+	"example.com/oauth-sessions/internal/testbackends"
+	"example.com/oauth-sessions/internal/testservers"
+)
+
+// Calling the provider's API as the user (internal/apitokens): tokens kept
+// from the sign-in, refreshed once across tabs and instances, revoked at
+// sign-out, never shown. The provider is the development provider on its
+// own server, issuing refresh tokens with rotation and reuse detection.
+
+// offlineEnv is baseEnv asking Google (here the test provider) for offline
+// access, as GOOGLE_OFFLINE_ACCESS does.
+func offlineEnv(t *testing.T, p *idp, dir string) map[string]string {
+	env := baseEnv(t, p, dir)
+	env["GOOGLE_OFFLINE_ACCESS"] = "true"
+	return env
+}
+
+// listen is a socket of the test's for an app instance.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// apiAnswer is a status and JSON body of /api/app/profile.
+type apiAnswer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// getWithCookie GETs u carrying only the session cookie sid.
+func getWithCookie(t *testing.T, u, sid string) apiAnswer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.AddCookie(&http.Cookie{Name: "sid", Value: sid})
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("GET %s: %v", u, err)
+		return apiAnswer{}
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return apiAnswer{status: res.StatusCode, header: res.Header, body: string(body)}
+}
+
+// TestAPIAccessRefreshesOnceOnEveryStore: on every store, with two app
+// instances where the store is shared, 20 concurrent calls of
+// /api/app/profile with an expired access token all answer 200, the
+// provider sees exactly one refresh, and the grant stays whole (the next
+// refresh works too: no rotated refresh token was presented again).
+func TestAPIAccessRefreshesOnceOnEveryStore(t *testing.T) {
+	p := startIDP(t)
+	for _, srv := range testbackends.All() {
+		t.Run(srv.Name, func(t *testing.T) {
+			clock := fakeclock.New(time.Now())
+			env := withStore(t, offlineEnv(t, p, t.TempDir()), srv)
+			// No touches in the bursts: they test the refresh lock. (The
+			// test server standing in for one store applies a touch as a
+			// read and a rewrite of the whole record, which can undo a
+			// write racing it: docs/stores.md.)
+			env["SESSION_TOUCH_AFTER"] = "50m"
+			instances := []*app{startAppClock(t, env, listen(t), clock.Now)}
+			if definition(t, srv).Shared {
+				env2 := offlineEnv(t, p, t.TempDir())
+				for k, v := range env {
+					if k != "DATA_DIR" {
+						env2[k] = v
+					}
+				}
+				instances = append(instances, startAppClock(t, env2, listen(t), clock.Now))
+			}
+			b := newBrowser(t)
+			b.login(instances[0], "Ada", "ada@example.com")
+			sid := b.cookie(instances[0].URL, "sid").Value
+
+			var me struct {
+				API struct {
+					Scopes      []string  `json:"scopes"`
+					ExpiresAt   time.Time `json:"expiresAt"`
+					Refreshable bool      `json:"refreshable"`
+				} `json:"api"`
+			}
+			if err := json.Unmarshal([]byte(b.me(instances[0]).Body), &me); err != nil || !me.API.Refreshable ||
+				!me.API.ExpiresAt.After(clock.Now()) {
+				t.Fatalf("/api/auth/me api = %+v (%v), want a refreshable token that has not expired", me.API, err)
+			}
+			if r := getWithCookie(t, instances[0].URL+"/api/app/profile", sid); r.status != http.StatusOK ||
+				!strings.Contains(r.body, `"email":"ada@example.com"`) || !strings.Contains(r.body, `"provider":"google"`) {
+				t.Fatalf("/api/app/profile = %d %s, want the provider's UserInfo for Ada", r.status, r.body)
+			}
+			base := p.Stats()
+			if base.RefreshTokensIssued == 0 {
+				t.Fatal("the provider issued no refresh token for a sign-in with offline access")
+			}
+
+			for round := int64(1); round <= 2; round++ {
+				clock.Advance(5 * time.Minute) // the access token's lifetime
+				const calls = 20
+				answers := make([]apiAnswer, calls)
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for i := range calls {
+					wg.Go(func() {
+						<-start
+						answers[i] = getWithCookie(t, instances[i%len(instances)].URL+"/api/app/profile", sid)
+					})
+				}
+				close(start)
+				wg.Wait()
+				for i, r := range answers {
+					if r.status != http.StatusOK {
+						t.Fatalf("round %d: call %d (instance %d) = %d %s (provider: %+v)\n%s", round, i, i%len(instances), r.status, r.body, p.Stats(), instances[i%len(instances)].logs)
+					}
+				}
+				st := p.Stats()
+				if got := st.Refreshes - base.Refreshes; got != round || st.ReuseDetected != base.ReuseDetected {
+					t.Fatalf("round %d: the provider saw %d refreshes in all and %d reuses, want %d and none", round, got, st.ReuseDetected-base.ReuseDetected, round)
+				}
+			}
+			for i, a := range instances {
+				m := getWithCookie(t, a.URL+"/metrics", "").body
+				if i == 0 && !strings.Contains(m, `oauth_token_refreshes_total{provider="google",result="ok"}`) {
+					t.Errorf("instance %d's metrics have no refresh count:\n%s", i, m)
+				}
+			}
+		})
+	}
+}
+
+// reconnectAnswer is the JSON of a call refused for want of access.
+type reconnectAnswer struct {
+	Error     string `json:"error"`
+	Reconnect string `json:"reconnect"`
+}
+
+// TestAPIAccessRevokedAtProvider: access revoked at the provider (the
+// user removed the app's access, changed their password) makes API calls
+// answer 401 with where to reconnect, keeps the sign-in session, shows
+// Reconnect on the page; reconnecting grants access again.
+func TestAPIAccessRevokedAtProvider(t *testing.T) {
+	p := startIDP(t)
+	clock := fakeclock.New(time.Now())
+	a := startAppClock(t, offlineEnv(t, p, t.TempDir()), listen(t), clock.Now)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+
+	for _, expired := range []bool{false, true} {
+		if n := p.RevokeUser("ada@example.com"); n != 1 {
+			t.Fatalf("the provider revoked %d grants of Ada's, want her one", n)
+		}
+		if expired {
+			// The refresh, not the API, finds out: invalid_grant.
+			clock.Advance(6 * time.Minute)
+		}
+		r := b.get(a.URL + "/api/app/profile?returnTo=/app")
+		var ans reconnectAnswer
+		if err := json.Unmarshal([]byte(r.Body), &ans); err != nil || r.Status != http.StatusUnauthorized ||
+			ans.Reconnect != "/api/auth/google?returnTo=%2Fapp" || ans.Error == "" {
+			t.Fatalf("expired=%v: /api/app/profile after revocation = %d %s, want 401 with a reconnect link", expired, r.Status, r.Body)
+		}
+		me := b.me(a)
+		if me.Status != http.StatusOK || strings.Contains(me.Body, `"api"`) {
+			t.Fatalf("expired=%v: /api/auth/me after revocation = %d %s, want still signed in, with no API access kept", expired, me.Status, me.Body)
+		}
+		page := b.get(a.URL + "/app")
+		if page.Status != http.StatusOK || !strings.Contains(page.Body, `id="reconnect"`) || !strings.Contains(page.Body, `href="/api/auth/google?returnTo=%2Fapp"`) {
+			t.Fatalf("expired=%v: /app after revocation = %d, want a Reconnect link\n%s", expired, page.Status, page.Body)
+		}
+
+		// Reconnect: the whole sign-in again, back to /app, and the API works.
+		start := b.get(a.URL + ans.Reconnect)
+		if start.Status != http.StatusFound {
+			t.Fatalf("reconnect = %d, want off to the provider", start.Status)
+		}
+		cb := b.approve(start.Location, "Ada", "ada@example.com")
+		if back := b.get(cb); back.Status != http.StatusFound || back.Location != "/app" {
+			t.Fatalf("reconnect callback = %d %q, want back to /app", back.Status, back.Location)
+		}
+		if r := b.get(a.URL + "/api/app/profile"); r.Status != http.StatusOK {
+			t.Fatalf("expired=%v: after reconnecting, /api/app/profile = %d %s", expired, r.Status, r.Body)
+		}
+	}
+}
+
+// TestAPIAccessProviderDown: while the provider cannot refresh (5xx), API
+// calls answer 503 with Retry-After and the tokens are kept: once it is
+// back, the same refresh token works.
+func TestAPIAccessProviderDown(t *testing.T) {
+	p := startIDP(t)
+	clock := fakeclock.New(time.Now())
+	a := startAppClock(t, offlineEnv(t, p, t.TempDir()), listen(t), clock.Now)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	clock.Advance(5 * time.Minute)
+
+	p.SetRefreshFailure(http.StatusServiceUnavailable)
+	for range 2 {
+		r := b.get(a.URL + "/api/app/profile")
+		if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" || !strings.Contains(r.Body, "cannot be reached") {
+			t.Fatalf("/api/app/profile with the provider down = %d %q %s, want 503 with Retry-After", r.Status, r.Header.Get("Retry-After"), r.Body)
+		}
+	}
+	if me := b.me(a); !strings.Contains(me.Body, `"refreshable":true`) {
+		t.Fatalf("the tokens were not kept through the outage: %s", me.Body)
+	}
+	if page := b.get(a.URL + "/app"); page.Status != http.StatusOK || !strings.Contains(page.Body, `id="api-problem"`) {
+		t.Fatalf("/app with the provider down = %d, want the page with the problem said\n%s", page.Status, page.Body)
+	}
+	p.SetRefreshFailure(0)
+	if r := b.get(a.URL + "/api/app/profile"); r.Status != http.StatusOK {
+		t.Fatalf("/api/app/profile once the provider is back = %d %s", r.Status, r.Body)
+	}
+	if st := p.Stats(); st.Refreshes != 1 || st.ReuseDetected != 0 {
+		t.Fatalf("provider stats %+v, want one refresh and no reuse", st)
+	}
+}
+
+// TestSignOutRevokesTokens: signing out, signing out the other sessions
+// and revoking one session each revoke that session's refresh token at
+// the provider (RFC 7009), after the session is gone.
+func TestSignOutRevokesTokens(t *testing.T) {
+	p := startIDP(t)
+	a := startApp(t, offlineEnv(t, p, t.TempDir()))
+	revocations := func(want int64) {
+		t.Helper()
+		testservers.WaitUntil(t, 10*time.Second, func() bool { return p.Stats().Revocations == want },
+			"the provider to see %d revocations (it saw %d)\n%s", want, p.Stats().Revocations, a.logs)
+	}
+
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	res := b.postForm(a.URL+"/api/auth/logout", url.Values{})
+	if res.Status != http.StatusSeeOther {
+		t.Fatalf("sign-out = %d", res.Status)
+	}
+	revocations(1)
+	if live := p.RevokeUser("ada@example.com"); live != 0 {
+		t.Fatalf("after sign-out the provider still has %d live grants of Ada's, want none", live)
+	}
+
+	// Three sessions; this one signs the other two out, one at a time.
+	others := []*browser{newBrowser(t), newBrowser(t)}
+	for _, o := range others {
+		o.login(a, "Bob", "bob@example.com")
+	}
+	me := newBrowser(t)
+	me.login(a, "Bob", "bob@example.com")
+	var list struct {
+		Sessions []struct {
+			ID      string `json:"id"`
+			Current bool   `json:"current"`
+		} `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(me.get(a.URL+"/api/auth/sessions").Body), &list); err != nil || len(list.Sessions) != 3 {
+		t.Fatalf("Bob's sessions: %+v %v", list, err)
+	}
+	for _, s := range list.Sessions {
+		if !s.Current {
+			req, _ := http.NewRequest(http.MethodDelete, a.URL+"/api/auth/sessions/"+s.ID, nil)
+			req.Header.Set("Origin", a.URL)
+			if r := me.do(req); r.Status != http.StatusOK {
+				t.Fatalf("revoke session %s = %d %s", s.ID, r.Status, r.Body)
+			}
+			break
+		}
+	}
+	revocations(2)
+	req, _ := http.NewRequest(http.MethodPost, a.URL+"/api/auth/sessions/revoke-others", nil)
+	req.Header.Set("Origin", a.URL)
+	if r := me.do(req); r.Status != http.StatusOK || !strings.Contains(r.Body, `"revoked":1`) {
+		t.Fatalf("revoke-others = %d %s", r.Status, r.Body)
+	}
+	revocations(3)
+	if live := p.RevokeUser("bob@example.com"); live != 1 {
+		t.Fatalf("Bob has %d live grants at the provider, want only his current session's", live)
+	}
+}
+
+// TestTokensNeverShown: after a whole run (sign-in with offline access,
+// API calls, a refresh, the CLI, sign-out), no token the provider issued
+// appears in the logs, the metrics, any page or JSON answer, or the
+// `web sessions` command's output.
+func TestTokensNeverShown(t *testing.T) {
+	p := startIDP(t)
+	clock := fakeclock.New(time.Now())
+	env := offlineEnv(t, p, t.TempDir())
+	a := startAppClock(t, env, listen(t), clock.Now)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	var seen strings.Builder
+	for _, path := range []string{"/", "/app", "/sessions", "/api/auth/me", "/api/app/profile", "/api/auth/sessions"} {
+		r := b.get(a.URL + path)
+		seen.WriteString(r.Body)
+		for k, v := range r.Header {
+			seen.WriteString(k + ": " + strings.Join(v, ",") + "\n")
+		}
+	}
+	clock.Advance(5 * time.Minute)
+	if r := b.get(a.URL + "/api/app/profile"); r.Status != http.StatusOK {
+		t.Fatalf("profile after expiry = %d %s", r.Status, r.Body)
+	} else {
+		seen.WriteString(r.Body)
+	}
+	seen.WriteString(b.get(a.URL + "/app").Body)
+	seen.WriteString(getWithCookie(t, a.URL+"/metrics", "").body)
+	for _, args := range [][]string{{"list"}, {"list", "--user", "ada@example.com"}, {"stats"}} {
+		out, err := runSessions(t, env, args...)
+		if err != nil {
+			t.Fatalf("web sessions %v: %v\n%s", args, err, out)
+		}
+		seen.WriteString(out)
+	}
+	b.postForm(a.URL+"/api/auth/logout", url.Values{})
+	testservers.WaitUntil(t, 10*time.Second, func() bool { return p.Stats().Revocations == 1 }, "the sign-out's revocation")
+	clock.Advance(time.Second)
+	seen.WriteString(a.logs.String())
+
+	issued := p.tokens.Issued()
+	if len(issued) < 4 { // sign-in: access, refresh, ID token; refresh: access, refresh
+		t.Fatalf("the provider issued %d tokens, want at least 4", len(issued))
+	}
+	all := seen.String()
+	for _, tok := range issued {
+		for _, part := range []string{tok, tok[:24], tok[len(tok)-24:]} {
+			if strings.Contains(all, part) {
+				t.Fatalf("a token the provider issued (…%s) appears in what the app showed or logged", tok[len(tok)-8:])
+			}
+		}
+	}
+}
