@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -345,5 +350,125 @@ func TestTokensNeverShown(t *testing.T) {
 				t.Fatalf("a token the provider issued (…%s) appears in what the app showed or logged", tok[len(tok)-8:])
 			}
 		}
+	}
+}
+
+// upstream is a remote API that records what it receives.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+func startUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen = append(u.seen, r.Clone(context.Background()))
+		u.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []*http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.seen)
+}
+
+// rawRequestLine sends a GET request line exactly as given (no client cleans or
+// re-encodes its path) and returns the status.
+func rawRequestLine(t *testing.T, a *app, path, sid string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nCookie: sid=%s\r\nConnection: close\r\n\r\n", path, a.addr, sid)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// TestAPIProxy: API_PROXY forwards /api/remote/{name}/… to its origin and
+// path prefix only, with the user's access token and without the
+// browser's cookies or credentials; anonymous callers, cross-origin
+// writes and every way out of the prefix are refused before the remote
+// sees anything.
+func TestAPIProxy(t *testing.T) {
+	p := startIDP(t)
+	evil := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	api := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/base/away":
+			http.Redirect(w, r, evil.URL+"/steal", http.StatusFound)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Set-Cookie", "remote=1")
+			fmt.Fprintf(w, `{"path":%q}`, r.URL.Path)
+		}
+	})
+	env := offlineEnv(t, p, t.TempDir())
+	env["API_PROXY"] = "things=" + api.URL + "/base"
+	a := startApp(t, env)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	sid := b.cookie(a.URL, "sid").Value
+
+	req, _ := http.NewRequest(http.MethodGet, a.URL+"/api/remote/things/items/7?full=1", nil)
+	req.Header.Set("Authorization", "Basic YWRhOnNlY3JldA==")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	r := b.do(req)
+	if r.Status != http.StatusOK || r.Body != `{"path":"/base/items/7"}` || r.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("GET through the proxy = %d %q Set-Cookie=%q", r.Status, r.Body, r.Header.Get("Set-Cookie"))
+	}
+	got := api.requests()
+	if len(got) != 1 {
+		t.Fatalf("the remote saw %d requests, want 1", len(got))
+	}
+	in := got[0]
+	bearer, _ := strings.CutPrefix(in.Header.Get("Authorization"), "Bearer ")
+	if in.URL.RawQuery != "full=1" || !slices.Contains(p.tokens.Issued(), bearer) || in.Header.Get("Cookie") != "" || in.Header.Get("X-Forwarded-For") != "" {
+		t.Fatalf("the remote got query %q, Authorization %q (an issued access token: %v), Cookie %q, X-Forwarded-For %q",
+			in.URL.RawQuery, in.Header.Get("Authorization"), slices.Contains(p.tokens.Issued(), bearer), in.Header.Get("Cookie"), in.Header.Get("X-Forwarded-For"))
+	}
+
+	// Refused before the remote sees anything.
+	if r := newBrowser(t).get(a.URL + "/api/remote/things/items"); r.Status != http.StatusUnauthorized || !strings.Contains(r.Body, "not signed in") {
+		t.Fatalf("anonymous call = %d %s, want 401", r.Status, r.Body)
+	}
+	post, _ := http.NewRequest(http.MethodPost, a.URL+"/api/remote/things/items", strings.NewReader(`{}`))
+	post.Header.Set("Origin", "https://evil.example")
+	post.Header.Set("Sec-Fetch-Site", "cross-site")
+	if r := b.do(post); r.Status != http.StatusForbidden {
+		t.Fatalf("cross-origin POST = %d %s, want 403", r.Status, r.Body)
+	}
+	escapes := []string{
+		"/api/remote/things/../x", "/api/remote/things/a/../../x", "/api/remote/things/%2e%2e/x", "/api/remote/things/%252e%252e/x",
+		"/api/remote/things/a%2fb", "/api/remote/things/a%5cb", "/api/remote/things/a\\b", "/api/remote/things//" + strings.TrimPrefix(evil.URL, "http://") + "/x",
+		"/api/remote/things/" + evil.URL + "/x", "/api/remote/things/./x", "/api/remote/things/%00",
+	}
+	for _, path := range escapes {
+		if status := rawRequestLine(t, a, path, sid); status != http.StatusBadRequest {
+			t.Errorf("GET %s = %d, want 400", path, status)
+		}
+	}
+	if status := rawRequestLine(t, a, "/api/remote/other/x", sid); status != http.StatusNotFound {
+		t.Errorf("an unconfigured name = %d, want 404", status)
+	}
+	if r := b.get(a.URL + "/api/remote/things/away"); r.Status != http.StatusBadGateway {
+		t.Fatalf("a redirect to another host = %d %s, want 502", r.Status, r.Body)
+	}
+	if n := len(api.requests()); n != 2 { // the first call, and the redirecting one
+		t.Fatalf("the remote saw %d requests, want 2: refused calls reached it", n)
+	}
+	if n := len(evil.requests()); n != 0 {
+		t.Fatalf("another host saw %d requests through the proxy", n)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/joho/godotenv"
 
 	oauthsessions "example.com/oauth-sessions"
+	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/config"
 	"example.com/oauth-sessions/internal/handlers"
 	"example.com/oauth-sessions/internal/metrics"
@@ -240,6 +241,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
 		Stopping: ctx.Done(), Now: clockOf(ctx),
+	}
+	if len(cfg.APIProxy) > 0 {
+		deps.APIProxy = apiproxy.New(cfg.APIProxy, apiproxy.Options{Logger: logger})
+		for _, u := range cfg.APIProxy {
+			logger.Info("Remote API", "name", u.Name, "path", apiproxy.Mount+u.Name+"/", "base", u.Base.String())
+		}
 	}
 	deps.Providers, deps.DevProvider, err = signInProviders(cfg, secrets[0])
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/envconfig"
 	"example.com/oauth-sessions/internal/httpsession"
 )
@@ -74,6 +75,9 @@ type Config struct {
 
 	AllowedEmailDomains []string
 	DemoLogin           bool // the built-in development provider is offered
+	// APIProxy are the remote APIs mounted at /api/remote/{name}/,
+	// called with the signed-in user's access token (API_PROXY).
+	APIProxy []apiproxy.Upstream
 
 	TrustProxy bool
 	LogLevel   string
@@ -328,6 +332,18 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	}
 	// The demo stands in for a real provider, never beside one.
 	c.DemoLogin = !c.Production() && !c.providerConfigured() && demo
+
+	ups, err := apiproxy.Parse(r.Raw("API_PROXY"))
+	if err != nil {
+		r.Fail("API_PROXY", "%v (format: name=https://api.example.com/base[,name2=...])", err)
+	}
+	for _, u := range ups {
+		if prod && u.Base.Scheme != "https" && !u.Loopback() {
+			// The user's access token goes with every call.
+			r.Fail("API_PROXY", "%s must be https in production: the user's access token goes with every call", u.Name)
+		}
+	}
+	c.APIProxy = ups
 
 	c.TrustProxy = r.Bool("TRUST_PROXY", false)
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")

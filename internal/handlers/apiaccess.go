@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
@@ -167,4 +169,25 @@ func keptTokens(x httpsession.Summary) (string, apitokens.Tokens, bool) {
 	user, _ := httpsession.SummaryValue[auth.Identity](x, httpsession.KeyUser)
 	t, ok := httpsession.SummaryValue[apitokens.Tokens](x, httpsession.KeyTokens)
 	return user.Provider, t, ok && t.Access != ""
+}
+
+// remote is /api/remote/{name}/…, any method: the call goes on to the
+// remote API configured under name (API_PROXY), as the user, with their
+// access token; apiproxy keeps it to that API's origin and path.
+func (s *server) remote() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		// The path as sent, still percent-encoded: apiproxy judges the
+		// encoding itself (an encoded slash is an escape attempt).
+		name, rest, more := strings.Cut(strings.TrimPrefix(r.URL.EscapedPath(), apiproxy.Mount), "/")
+		if more {
+			rest = "/" + rest
+		}
+		_, t, err := s.userTokens(c, "")
+		if err != nil {
+			return s.apiAccessError(c, err)
+		}
+		s.APIProxy.Serve(c.Response(), r, name, rest, t.Access)
+		return nil
+	}
 }

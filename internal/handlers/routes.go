@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/auth"
 )
 
@@ -20,7 +21,10 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.Use(s.requestLogger())
 	e.Use(s.securityHeaders())
 	e.Use(noStore)
-	e.Use(middleware.BodyLimit("64K"))
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "64K",
+		// The remote APIs' proxy has its own limit, checked once the
+		// user is known (apiproxy.Options.MaxBody).
+		Skipper: func(c echo.Context) bool { return strings.HasPrefix(c.Request().URL.Path, apiproxy.Mount) }}))
 	e.Use(s.crossOriginProtection()) // every POST/PUT/PATCH/DELETE below
 	e.Use(session.Middleware(s.sessions))
 
@@ -75,6 +79,10 @@ func addRoutes(e *echo.Echo, s *server) {
 	appAPI := e.Group("/api/app", api)
 	appAPI.GET("/hello", s.hello())
 	appAPI.GET("/profile", s.profile()) // the provider's API, as the user (apiaccess.go)
+	if s.APIProxy != nil {
+		// A single-page app's calls to remote APIs, as the user (API_PROXY).
+		e.Any(apiproxy.Mount+"*", s.remote(), api)
+	}
 	// BEGIN remove:notes
 	// The notes (notes.go), the example of your app's own data.
 	app.POST("/notes", s.addNoteForm())

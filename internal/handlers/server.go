@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/apitokens"
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/httpsession"
@@ -99,6 +100,10 @@ type Deps struct {
 	// the CPU a flood of them can take; the others wait their turn (up to
 	// logoutVerifyWait). 0: no bound.
 	LogoutVerifications int
+	// APIProxy, when set, forwards /api/remote/{name}/… to the remote
+	// APIs configured (API_PROXY) with the user's access token
+	// (apiaccess.go).
+	APIProxy *apiproxy.Proxy
 	// BEGIN remove:notes
 
 	// Notes keeps each user's notes (notes.go): the example of the app's
