@@ -472,3 +472,39 @@ func TestAPIProxy(t *testing.T) {
 		t.Fatalf("another host saw %d requests through the proxy", n)
 	}
 }
+
+// TestAPIAccessSurvivesMigration: the tokens kept in a session move with
+// it when `web sessions migrate` copies it to another store: after the
+// switch the API is called with the same grant, no sign-in and no refresh
+// needed, and a later refresh still works.
+func TestAPIAccessSurvivesMigration(t *testing.T) {
+	stores := persistentStores(t)
+	from, to := stores[0].Name, stores[len(stores)-1].Name
+	p := startIDP(t)
+	clock := fakeclock.New(time.Now())
+	env := offlineEnv(t, p, t.TempDir())
+	for k, v := range storesEnv(t) {
+		if k != "DATA_DIR" {
+			env[k] = v
+		}
+	}
+	env["SESSION_STORE"] = from
+	a := startAppClock(t, env, listen(t), clock.Now)
+	b := newBrowser(t)
+	b.login(a, "Ada", "ada@example.com")
+	a.stop(t)
+
+	if out, err := runSessions(t, env, "migrate", "--from", from, "--to", to); err != nil {
+		t.Fatalf("migrate %s → %s: %v\n%s", from, to, err, out)
+	}
+	env2 := copyEnv(env)
+	env2["SESSION_STORE"] = to
+	moved := startAppClock(t, env2, a.ln, clock.Now)
+	if r := b.get(moved.URL + "/api/app/profile"); r.Status != http.StatusOK || p.Stats().Refreshes != 0 {
+		t.Fatalf("after migrating %s → %s, /api/app/profile = %d %s with %d refreshes; want 200 with the migrated token", from, to, r.Status, r.Body, p.Stats().Refreshes)
+	}
+	clock.Advance(5 * time.Minute)
+	if r := b.get(moved.URL + "/api/app/profile"); r.Status != http.StatusOK || p.Stats().Refreshes != 1 {
+		t.Fatalf("a refresh after the migration = %d %s (%d refreshes)", r.Status, r.Body, p.Stats().Refreshes)
+	}
+}

@@ -247,7 +247,8 @@ func goBenchmarks(t *testing.T, rep *report) {
 	// BEGIN remove:mongo
 	rep.f(" FerretDB stands in for MongoDB.")
 	// END remove:mongo
-	rep.f(" `SessionLoad` is the whole per-request work of the session layer: verify the cookie's HMAC, read the store, open the AES-GCM record, decode the JSON; `SessionLoadCached` is the same request when the session cache already holds it (on the stores that have one). Most of what remains there is building the test request.\n\n```\n")
+	rep.f(" `SessionLoad` is the whole per-request work of the session layer: verify the cookie's HMAC, read the store, open the AES-GCM record, decode the JSON; `SessionLoadCached` is the same request when the session cache already holds it (on the stores that have one). Most of what remains there is building the test request.")
+	rep.f(" `BenchmarkProfile` is `GET /api/app/profile`, the provider's UserInfo called with the user's access token (the demo provider, in process, over the memory store): `fresh` with a valid token, `at-expiry` with one that must be refreshed first on every call (the refresh lock, the write-ahead marker, the provider's token endpoint, the write of the new tokens, then the call). `me` is the plain signed-in request, which keeping tokens leaves as it was.\n\n```\n")
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		line := sc.Text()

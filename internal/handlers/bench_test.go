@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"example.com/oauth-sessions/internal/auth"
 )
@@ -50,5 +51,34 @@ func BenchmarkRoutes(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkProfile is GET /api/app/profile, the provider's UserInfo called
+// with the user's access token (the demo provider, in process): with a
+// fresh token, and with one that is always about to expire, so that
+// every call refreshes it first (the lock, the marker, the provider's
+// token endpoint, the write, then the call).
+func BenchmarkProfile(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"fresh", 0}, {"at-expiry", time.Second}} {
+		b.Run(bc.name, func(b *testing.B) {
+			app := newAppTTL(b, true, bc.ttl)
+			c := app.browser()
+			signIn(b, c, "/")
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := c.Get(base + "/api/app/profile")
+				if err != nil {
+					b.Fatal(err)
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					b.Fatalf("/api/app/profile = %d", res.StatusCode)
+				}
+			}
+		})
 	}
 }

@@ -47,6 +47,13 @@ type testApp struct {
 
 func newApp(tb testing.TB, withCache bool) *testApp {
 	tb.Helper()
+	return newAppTTL(tb, withCache, 0)
+}
+
+// newAppTTL is newApp with the demo provider's access tokens living
+// accessTTL (0: its default, 5 minutes).
+func newAppTTL(tb testing.TB, withCache bool, accessTTL time.Duration) *testApp {
+	tb.Helper()
 	clock := fakeclock.New(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	store := memstore.New(memstore.Options{Now: clock.Now})
 	tb.Cleanup(func() { store.Close() })
@@ -63,7 +70,7 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 		tb.Fatal(err)
 	}
 	callback := base + "/api/auth/demo/callback"
-	dev, err := devprovider.New(devprovider.Config{Issuer: base + "/demo-idp", ClientID: "demo", ClientSecret: "demo-secret", RedirectURIs: []string{callback}})
+	dev, err := devprovider.New(devprovider.Config{Issuer: base + "/demo-idp", ClientID: "demo", ClientSecret: "demo-secret", RedirectURIs: []string{callback}, AccessTokenTTL: accessTTL})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -79,7 +86,9 @@ func newApp(tb testing.TB, withCache bool) *testApp {
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Backend: m.Store("memory", store), Cache: cache, StoreName: "memory",
 		Codec: codec, Metrics: m, Now: clock.Now,
 		Providers: []auth.Provider{auth.NewOIDC(auth.OIDCConfig{Name: "demo", Label: "Development provider", Issuer: base + "/demo-idp", ClientID: "demo",
-			ClientSecret: "demo-secret", RedirectURL: callback, HTTPClient: dev.Client()})},
+			ClientSecret: "demo-secret", RedirectURL: callback, HTTPClient: dev.Client(),
+			// Offline access, as the program asks the demo provider.
+			Scopes: []string{"openid", "email", "profile", "offline_access"}, AuthParams: url.Values{"prompt": {"consent"}}})},
 		DevProvider: dev, DevProviderPath: "/demo-idp",
 		BaseURL: baseURL, SessionTTL: time.Hour, TouchAfter: time.Minute,
 		Templates: tmpl, Static: static,
@@ -145,7 +154,7 @@ type reply struct {
 	body   string
 }
 
-func do(t *testing.T, c *http.Client, method, path string, header ...string) reply {
+func do(t testing.TB, c *http.Client, method, path string, header ...string) reply {
 	t.Helper()
 	req, _ := http.NewRequest(method, base+path, nil)
 	return roundTrip(t, c, req, header...)
@@ -153,7 +162,7 @@ func do(t *testing.T, c *http.Client, method, path string, header ...string) rep
 
 // roundTrip sends req with the header's name, value pairs and reads the
 // whole reply.
-func roundTrip(t *testing.T, c *http.Client, req *http.Request, header ...string) reply {
+func roundTrip(t testing.TB, c *http.Client, req *http.Request, header ...string) reply {
 	t.Helper()
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -253,7 +262,7 @@ func TestCrossOriginStateChangesAreRefused(t *testing.T) {
 
 // signIn runs the demo login in-process, from the sign-in link to the
 // callback, and returns where it lands.
-func signIn(t *testing.T, c *http.Client, returnTo string) string {
+func signIn(t testing.TB, c *http.Client, returnTo string) string {
 	t.Helper()
 	start := do(t, c, "GET", "/api/auth/google?returnTo="+url.QueryEscape(returnTo))
 	auth, err := url.Parse(start.header.Get("Location"))
@@ -309,9 +318,9 @@ func TestSignedInRoutes(t *testing.T) {
 	}
 	r := do(t, c, "GET", "/api/auth/me")
 	strictJSON(t, r.body, &me)
-	if !slices.Equal(me.API.Scopes, []string{"openid", "email", "profile"}) || me.API.Refreshable ||
+	if !slices.Equal(me.API.Scopes, []string{"openid", "email", "profile", "offline_access"}) || !me.API.Refreshable ||
 		!me.API.ExpiresAt.Equal(a.clock.Now().Add(5*time.Minute)) {
-		t.Errorf("/api/auth/me api = %+v, want the demo's scopes, not refreshable, expiring in 5 minutes", me.API)
+		t.Errorf("/api/auth/me api = %+v, want the demo's scopes, refreshable, expiring in 5 minutes", me.API)
 	}
 	if r.status != 200 || me.User.Email != "ada@example.com" || me.User.Name != "Ada Lovelace" || me.User.Provider != "demo" ||
 		me.Session.Store != "memory" || !me.Session.ExpiresAt.Equal(me.Session.CreatedAt.Add(time.Hour)) || !me.Session.CreatedAt.Equal(a.clock.Now()) {
