@@ -75,6 +75,16 @@ type Config struct {
 
 	AllowedEmailDomains []string
 	DemoLogin           bool // the built-in development provider is offered
+	// Tracing: OpenTelemetry, off unless OTELEndpoint is set (OTEL_*, as
+	// the OpenTelemetry specification names them).
+	OTELEndpoint    string // OTEL_EXPORTER_OTLP_ENDPOINT; "" with OTEL_SDK_DISABLED
+	OTELProtocol    string
+	OTELHeaders     map[string]string
+	OTELSampler     string
+	OTELSamplerArg  float64
+	OTELServiceName string
+	OTELResource    map[string]string
+
 	// APIProxy are the remote APIs mounted at /api/remote/{name}/,
 	// called with the signed-in user's access token (API_PROXY).
 	APIProxy []apiproxy.Upstream
@@ -345,6 +355,8 @@ func Load(getenv func(string) string, stores []string) (*Config, error) {
 	}
 	c.APIProxy = ups
 
+	otel(r, c)
+
 	c.TrustProxy = r.Bool("TRUST_PROXY", false)
 	c.LogLevel = r.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	c.LogFormat = r.OneOf("LOG_FORMAT", "text", "text", "json")
@@ -453,6 +465,81 @@ func scopes(r *envconfig.Reader, name string) []string {
 				return nil
 			}
 		}
+	}
+	return out
+}
+
+// otel reads the OpenTelemetry variables the app honours, as the
+// specification defines them. Tracing is off unless an endpoint is set,
+// and off whatever is set with OTEL_SDK_DISABLED=true.
+func otel(r *envconfig.Reader, c *Config) {
+	endpoint := r.Str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	if endpoint != "" {
+		if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			r.Fail("OTEL_EXPORTER_OTLP_ENDPOINT", "%q is not an http(s) URL of an OTLP receiver, e.g. http://otel-collector:4318", endpoint)
+		}
+	}
+	if !r.Bool("OTEL_SDK_DISABLED", false) {
+		c.OTELEndpoint = endpoint
+	}
+	c.OTELProtocol = r.OneOf("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "http/protobuf", "grpc")
+	c.OTELHeaders = keyValues(r, "OTEL_EXPORTER_OTLP_HEADERS")
+	c.OTELSampler = r.OneOf("OTEL_TRACES_SAMPLER", "parentbased_always_on",
+		"always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio")
+	c.OTELSamplerArg = 1
+	if arg := r.Str("OTEL_TRACES_SAMPLER_ARG", ""); arg != "" {
+		f, err := strconv.ParseFloat(arg, 64)
+		if err != nil || f < 0 || f > 1 {
+			r.Fail("OTEL_TRACES_SAMPLER_ARG", "%q is not a ratio from 0 to 1 (0.1 samples one trace in ten)", arg)
+		} else {
+			c.OTELSamplerArg = f
+		}
+	}
+	c.OTELServiceName = r.Str("OTEL_SERVICE_NAME", serviceName(c.AppName))
+	c.OTELResource = keyValues(r, "OTEL_RESOURCE_ATTRIBUTES")
+}
+
+// serviceName is the default service.name: the app's name as a lower-case
+// slug ("OAuth sessions" → "oauth-sessions").
+func serviceName(app string) string {
+	var b strings.Builder
+	dash := false
+	for _, c := range strings.ToLower(app) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			b.WriteRune(c)
+			dash = false
+		default:
+			dash = true
+		}
+	}
+	if b.Len() == 0 {
+		return "app"
+	}
+	return b.String()
+}
+
+// keyValues reads the specification's list of key=value pairs, separated
+// by commas, values percent-encoded (W3C Baggage's format).
+func keyValues(r *envconfig.Reader, name string) map[string]string {
+	raw := r.Raw(name)
+	if strings.TrimSpace(raw) == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, item := range strings.Split(raw, ",") {
+		k, v, ok := strings.Cut(item, "=")
+		k = strings.TrimSpace(k)
+		value, err := url.PathUnescape(strings.TrimSpace(v))
+		if !ok || k == "" || err != nil {
+			// Not the value: headers may hold an API key.
+			r.Fail(name, "is not a list of key=value pairs separated by commas")
+			return nil
+		}
+		out[k] = value
 	}
 	return out
 }

@@ -158,6 +158,15 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{[]string{"OIDC_SCOPES", "email profile"}, "OIDC_SCOPES", "must include openid"},
 		{append(append([]string{}, prod...), "OIDC_CLIENT_ID", "i", "OIDC_CLIENT_SECRET", "s", "OIDC_ISSUER_URL", "http://kc.example.com/realms/r"), "OIDC_ISSUER_URL", "https in production"},
 		// END remove:oidc
+		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "not an http(s) URL"},
+		{[]string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"},
+		{[]string{"OTEL_TRACES_SAMPLER", "sometimes"}, "OTEL_TRACES_SAMPLER", "sometimes"},
+		{[]string{"OTEL_TRACES_SAMPLER_ARG", "1.5"}, "OTEL_TRACES_SAMPLER_ARG", "ratio from 0 to 1"},
+		{[]string{"OTEL_EXPORTER_OTLP_HEADERS", "api-key"}, "OTEL_EXPORTER_OTLP_HEADERS", "key=value pairs"},
+		{[]string{"OTEL_SDK_DISABLED", "maybe"}, "OTEL_SDK_DISABLED", "not a boolean"},
+		{[]string{"GOOGLE_SCOPES", `calendar "readonly"`}, "GOOGLE_SCOPES", "not a valid scope"},
+		{[]string{"API_PROXY", "things=ftp://h"}, "API_PROXY", "http or https"},
+		{append(append([]string{}, prod...), "API_PROXY", "things=http://api.example.com"), "API_PROXY", "https in production"},
 	}
 	for _, tc := range cases {
 		_, err := load(tc.env...)
@@ -169,6 +178,27 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		if !strings.HasPrefix(msg, "config: "+tc.varName+": ") || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
 			t.Errorf("%v: error %q; want one line about %s mentioning %q", tc.env, msg, tc.varName, tc.want)
 		}
+	}
+}
+
+// TestTracingSettings: the OTEL_* variables as the specification reads
+// them; tracing stays off without an endpoint, and with OTEL_SDK_DISABLED.
+func TestTracingSettings(t *testing.T) {
+	c, err := load("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_TRACES_SAMPLER", "parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG", "0.25", "OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=a%20b",
+		"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr%3Dt", "APP_NAME", "Acme Notes 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OTELEndpoint != "http://collector:4318" || c.OTELSampler != "parentbased_traceidratio" || c.OTELSamplerArg != 0.25 ||
+		c.OTELResource["team"] != "a b" || c.OTELHeaders["x-api-key"] != "s3cr=t" || c.OTELServiceName != "acme-notes-2" || c.OTELProtocol != "http/protobuf" {
+		t.Fatalf("tracing settings = %q %q %v %v %v %q %q", c.OTELEndpoint, c.OTELSampler, c.OTELSamplerArg, c.OTELResource, c.OTELHeaders, c.OTELServiceName, c.OTELProtocol)
+	}
+	if c, err := load("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_SDK_DISABLED", "true"); err != nil || c.OTELEndpoint != "" {
+		t.Fatalf("OTEL_SDK_DISABLED=true leaves the endpoint %q (%v)", c.OTELEndpoint, err)
+	}
+	if c, err := load(); err != nil || c.OTELEndpoint != "" || c.OTELServiceName != "oauth-sessions" {
+		t.Fatalf("defaults: endpoint %q, service %q (%v)", c.OTELEndpoint, c.OTELServiceName, err)
 	}
 }
 

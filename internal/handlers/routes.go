@@ -15,6 +15,9 @@ import (
 // addRoutes is the whole HTTP surface of the app. (HEAD is answered
 // wherever GET is: see headAsGet.)
 func addRoutes(e *echo.Echo, s *server) {
+	if s.Traced {
+		e.Use(nameSpans)
+	}
 	e.Use(s.closeWhenDraining())
 	e.Use(plainRequestID, middleware.RequestID())
 	e.Use(middleware.Recover()) // a panic becomes a plain 500, never a trace

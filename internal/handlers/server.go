@@ -21,6 +21,8 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/apitokens"
@@ -75,6 +77,9 @@ type Deps struct {
 	// then answers 503 and responses close their connections while the
 	// server drains.
 	Stopping <-chan struct{}
+	// Traced: requests come with a server span (OpenTelemetry), which the
+	// handler names by its route.
+	Traced bool
 	// Now is the clock of the session layer (time.Now when nil).
 	Now func() time.Time
 	// Sign-in starts are limited, the cheap checks first, so that a start
@@ -467,12 +472,32 @@ func (s *server) requestLogger() echo.MiddlewareFunc {
 				return nil
 			}
 			s.refused.flush(s.now())
-			s.Logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
-				slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),
-				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID), slog.String("ip", v.RemoteIP))
+			attrs := []slog.Attr{slog.String("method", v.Method), slog.String("path", v.URIPath), slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID), slog.String("ip", v.RemoteIP)}
+			if sc := trace.SpanContextFromContext(c.Request().Context()); sc.IsValid() {
+				// The line joins the request's trace (tracing on).
+				attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+			}
+			s.Logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
 			return nil
 		},
 	})
+}
+
+// nameSpans names the request's server span (tracing on) by its route
+// template, "GET /api/auth/sessions/:id", never by its path: a span name
+// per URL would make traces as unsearchable as a metric label per URL.
+func nameSpans(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		route := routeOf(c)
+		if route == "" {
+			route = "unmatched"
+		}
+		span := trace.SpanFromContext(c.Request().Context())
+		span.SetName(c.Request().Method + " " + route)
+		span.SetAttributes(attribute.String("http.route", route))
+		return next(c)
+	}
 }
 
 // securityHeaders sets the headers every response carries.

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"example.com/oauth-sessions/internal/envconfig"
 )
 
@@ -119,6 +121,10 @@ type Params struct {
 	// backend can report writes made elsewhere.
 	Follow bool
 	Logger *slog.Logger
+	// Tracer, when set, traces the backend's calls to its server with the
+	// instrumentation its client library has (spans never carry keys or
+	// data); nil when tracing is off.
+	Tracer trace.TracerProvider
 }
 
 // Opener opens a configured backend. A server that does not answer yet is

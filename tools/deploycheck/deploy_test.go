@@ -160,6 +160,7 @@ func TestComposeProfiles(t *testing.T) {
 		{[]string{"redis"}, "app redis"},
 		{[]string{"scale"}, "app app1 app2 lb redis"},
 		// END remove:redis
+		{[]string{"observability"}, "app grafana jaeger prometheus"},
 	} {
 		p := load(t, tc.profiles...)
 		names := p.ServiceNames()
@@ -300,7 +301,7 @@ func TestComposeServices(t *testing.T) {
 	// The app waits for each store's server (every service but the app's
 	// instances and the load balancer), when its profile runs it.
 	for _, s := range p.Services {
-		if s.Image == app.Image || s.Name == "lb" {
+		if s.Image == app.Image || s.Name == "lb" || slices.Contains(s.Profiles, "observability") {
 			continue
 		}
 		if d, ok := app.DependsOn[s.Name]; !ok || d.Condition != types.ServiceConditionHealthy || d.Required {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -54,6 +55,7 @@ type manifests struct {
 	configMap  corev1.ConfigMap
 	secret     corev1.Secret
 	pdb        policyv1.PodDisruptionBudget
+	podMonitor monitoringv1.PodMonitor // an example: it needs the Prometheus Operator
 }
 
 func loadManifests(t *testing.T) manifests {
@@ -76,6 +78,10 @@ func loadManifests(t *testing.T) manifests {
 	strict(t, filepath.Join(k8sDir, "secret.example.yaml"), &m.secret)
 	if m.secret.Kind != "Secret" {
 		t.Fatalf("secret.example.yaml is a %s", m.secret.Kind)
+	}
+	strict(t, filepath.Join(k8sDir, "podmonitor.example.yaml"), &m.podMonitor)
+	if m.podMonitor.APIVersion != "monitoring.coreos.com/v1" || m.podMonitor.Kind != "PodMonitor" {
+		t.Fatalf("podmonitor.example.yaml is %s %s", m.podMonitor.APIVersion, m.podMonitor.Kind)
 	}
 	seen := map[string]bool{}
 	for _, r := range m.kust.Resources {
@@ -198,6 +204,21 @@ func TestKubernetesManifests(t *testing.T) {
 	if m.pdb.Spec.MinAvailable == nil || m.pdb.Spec.MinAvailable.IntValue() < 1 || m.pdb.Spec.MinAvailable.IntValue() >= int(*d.Spec.Replicas) ||
 		!sameLabels(m.pdb.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
 		t.Errorf("pdb = %+v; want at least one of the replicas kept, and not all", m.pdb.Spec)
+	}
+
+	// The PodMonitor scrapes every replica's /metrics on its http port.
+	pm := m.podMonitor.Spec
+	if !sameLabels(pm.Selector.MatchLabels, d.Spec.Template.Labels) || len(pm.PodMetricsEndpoints) != 1 ||
+		pm.PodMetricsEndpoints[0].Port == nil || *pm.PodMetricsEndpoints[0].Port != "http" || pm.PodMetricsEndpoints[0].Path != "/metrics" {
+		t.Errorf("PodMonitor = %+v; want the pods' http port, /metrics", pm)
+	}
+	// Tracing settings the app accepts: off with an empty endpoint, a
+	// sampler it knows.
+	if s := env["OTEL_TRACES_SAMPLER"]; s != "" && !strings.Contains("always_on always_off traceidratio parentbased_always_on parentbased_always_off parentbased_traceidratio", s) {
+		t.Errorf("OTEL_TRACES_SAMPLER = %q is not a sampler the app knows", s)
+	}
+	if _, ok := env["OTEL_EXPORTER_OTLP_ENDPOINT"]; !ok {
+		t.Error("the ConfigMap does not show where to set the traces' endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	}
 
 	// Shutdown: the endpoint leaves the Service during the preStop pause,

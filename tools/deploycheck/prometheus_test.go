@@ -158,6 +158,7 @@ func TestPrometheusEvaluatesEveryQuery(t *testing.T) {
 		t.Fatalf("prometheus.yml has %d scrape configs, want the app's one", len(jobs))
 	}
 	job := jobs[0].(map[string]any)
+	delete(job, "dns_sd_configs")
 	job["static_configs"] = []any{map[string]any{"targets": []any{app.addr}}}
 	job["scrape_interval"] = "1s"
 	conf["global"] = map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -283,5 +284,76 @@ func TestMetricNames(t *testing.T) {
 	got := metricNames(`sum by (instance) (rate(http_requests_total{status=~"5.."}[5m])) / on(instance) group_left sum without (le) (rate(x_total[5m])) > 0.05 and up == 0`)
 	if want := []string{"http_requests_total", "x_total", "up"}; !slices.Equal(got, want) {
 		t.Fatalf("metricNames = %q, want %q", got, want)
+	}
+}
+
+// TestComposeObservabilityProfile: `docker compose --profile observability`
+// resolves, mounts the very Prometheus configuration and rules that
+// TestPrometheusEvaluatesEveryQuery runs, scrapes every service that runs
+// the app, provisions the dashboard where Grafana's provisioning looks,
+// and sends the app's traces to its Jaeger when the user's .env says so.
+func TestComposeObservabilityProfile(t *testing.T) {
+	p, err := loadProject(t, project(t, "SESSION_SECRET="+testSecret, "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318"), "observability")
+	if err != nil {
+		t.Fatalf("the observability profile does not load: %v", err)
+	}
+	mountOf := func(svc, target string) string {
+		s, err := p.GetService(svc)
+		if err != nil {
+			t.Fatalf("the observability profile has no %s: %v", svc, err)
+		}
+		for _, v := range s.Volumes {
+			if v.Target == target {
+				rel, err := filepath.Rel(p.WorkingDir, v.Source)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return filepath.ToSlash(rel)
+			}
+		}
+		t.Fatalf("%s mounts nothing at %s", svc, target)
+		return ""
+	}
+	if got := mountOf("prometheus", "/etc/prometheus"); got != "deploy/prometheus" {
+		t.Errorf("Prometheus's configuration comes from %s, not the tested deploy/prometheus", got)
+	}
+	if got := mountOf("grafana", "/etc/grafana/provisioning"); got != "deploy/grafana/provisioning" {
+		t.Errorf("Grafana's provisioning comes from %s", got)
+	}
+	provisioning, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "provisioning", "dashboards", "dashboards.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mountOf("grafana", "/var/lib/grafana/dashboards/oauth-sessions.json"); got != "deploy/grafana/dashboard.json" ||
+		!strings.Contains(string(provisioning), "path: /var/lib/grafana/dashboards") {
+		t.Errorf("the dashboard is mounted from %s, or not where the provisioning looks", got)
+	}
+
+	// Every service running the app, in every profile, is a name
+	// Prometheus resolves.
+	var conf struct {
+		ScrapeConfigs []struct {
+			DNS []struct {
+				Names []string `json:"names"`
+				Port  int      `json:"port"`
+			} `json:"dns_sd_configs"`
+		} `json:"scrape_configs"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &conf); err != nil || len(conf.ScrapeConfigs) != 1 || len(conf.ScrapeConfigs[0].DNS) != 1 {
+		t.Fatalf("prometheus.yml: %v %+v", err, conf)
+	}
+	dns := conf.ScrapeConfigs[0].DNS[0]
+	for _, s := range loadAll(t).Services {
+		if s.Image == "oauth-sessions:latest" && (!slices.Contains(dns.Names, s.Name) || dns.Port != 8080) {
+			t.Errorf("Prometheus does not scrape the app service %s (names %v, port %d)", s.Name, dns.Names, dns.Port)
+		}
+	}
+	app, _ := p.GetService("app")
+	if got := env(t, app)["OTEL_EXPORTER_OTLP_ENDPOINT"]; got != "http://jaeger:4318" {
+		t.Errorf("with the endpoint in .env, the app exports traces to %q", got)
 	}
 }

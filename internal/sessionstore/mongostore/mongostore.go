@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -52,7 +53,11 @@ func Definition() sessionstore.Definition {
 				Logger:     p.Logger,
 			}
 			return func(context.Context) (sessionstore.Backend, error) {
-				client, db, err := Connect(uri)
+				var monitor *event.CommandMonitor
+				if p.Tracer != nil {
+					monitor = tracingMonitor(p.Tracer)
+				}
+				client, db, err := connect(uri, monitor)
 				if err != nil {
 					return nil, &envconfig.Error{Var: "MONGODB_SESSION_URL", Problem: err.Error()}
 				}
@@ -484,6 +489,11 @@ func (s *Store) Close() error {
 // an explicit serverSelectionTimeoutMS it uses 3s rather than the driver's
 // 30s, so an outage becomes a quick 503 rather than a hung request.
 func Connect(uri string) (*mongo.Client, string, error) {
+	return connect(uri, nil)
+}
+
+// connect is Connect with a command monitor (nil: none).
+func connect(uri string, monitor *event.CommandMonitor) (*mongo.Client, string, error) {
 	cs, err := connstring.ParseAndValidate(uri)
 	if err != nil {
 		return nil, "", fmt.Errorf("parse MongoDB URL: %w", err)
@@ -498,6 +508,9 @@ func Connect(uri string) (*mongo.Client, string, error) {
 	}
 	if cs.ConnectTimeout == 0 {
 		opts.SetConnectTimeout(3 * time.Second)
+	}
+	if monitor != nil {
+		opts.SetMonitor(monitor)
 	}
 	client, err := mongo.Connect(opts)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"example.com/oauth-sessions/internal/envconfig"
@@ -52,7 +53,16 @@ func configure(env *envconfig.Reader, p sessionstore.Params) sessionstore.Opener
 		p.Logger.Info("Creating Redis session store", "mode", mode, "addrs", opts.Addrs, "masterName", opts.MasterName,
 			"db", opts.DB, "tls", opts.TLSConfig != nil, "keyPrefix", prefix)
 		redis.SetLogger(redisLogger{p.Logger}) // go-redis logs through a package-level hook
-		o := Options{Client: redis.NewUniversalClient(opts), KeyPrefix: prefix, Logger: p.Logger}
+		client := redis.NewUniversalClient(opts)
+		if p.Tracer != nil {
+			// A span per command; never the command's text, which holds
+			// the session's key and sealed record.
+			if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(p.Tracer),
+				redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
+				return nil, fmt.Errorf("trace the Redis client: %w", err)
+			}
+		}
+		o := Options{Client: client, KeyPrefix: prefix, Logger: p.Logger}
 		if !p.Follow {
 			return New(o)
 		}
