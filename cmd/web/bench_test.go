@@ -466,7 +466,7 @@ func openFrom(t *testing.T, env map[string]string) sessionstore.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := openStore(context.Background(), cfg, getenv, env["SESSION_STORE"], slog.New(slog.DiscardHandler))
+	b, _, err := openStore(context.Background(), cfg, getenv, env["SESSION_STORE"], slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,8 @@ type tokenRecorder struct {
 
 	mu     sync.Mutex
 	issued []string
+	// traceparents are the W3C trace contexts the token requests carried.
+	traceparents []string
 }
 
 func (t *tokenRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -95,6 +97,9 @@ func (t *tokenRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := httptest.NewRecorder()
 	t.next.ServeHTTP(rec, r)
+	t.mu.Lock()
+	t.traceparents = append(t.traceparents, r.Header.Get("Traceparent"))
+	t.mu.Unlock()
 	var answer map[string]any
 	if json.Unmarshal(rec.Body.Bytes(), &answer) == nil {
 		t.mu.Lock()
@@ -110,6 +115,13 @@ func (t *tokenRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// Traceparents returns the traceparent header of every token request.
+func (t *tokenRecorder) Traceparents() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.traceparents)
 }
 
 // Issued returns every token the provider has issued so far.

@@ -28,12 +28,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/joho/godotenv"
+	"go.opentelemetry.io/otel/trace"
 
 	oauthsessions "example.com/oauth-sessions"
 	"example.com/oauth-sessions/internal/apiproxy"
 	"example.com/oauth-sessions/internal/config"
 	"example.com/oauth-sessions/internal/handlers"
 	"example.com/oauth-sessions/internal/metrics"
+	"example.com/oauth-sessions/internal/telemetry"
 	// BEGIN remove:notes
 	"example.com/oauth-sessions/internal/notes"
 	// END remove:notes
@@ -179,13 +181,34 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		return err
 	}
 
+	tracing, err := telemetry.New(ctx, telemetry.Config{Endpoint: cfg.OTELEndpoint, Protocol: cfg.OTELProtocol, Headers: cfg.OTELHeaders,
+		Sampler: cfg.OTELSampler, SamplerArg: cfg.OTELSamplerArg, ServiceName: cfg.OTELServiceName, Resource: cfg.OTELResource})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Last: the spans of the shutdown itself go out too.
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(flushCtx); err != nil {
+			logger.Warn("Flushing traces failed", "error", err)
+		}
+	}()
+	var tracer trace.TracerProvider // nil: tracing off, nothing wrapped
+	if tracing.Enabled() {
+		tracer = tracing.Provider()
+		logger.Info("Tracing on", "endpoint", cfg.OTELEndpoint, "protocol", cfg.OTELProtocol, "sampler", cfg.OTELSampler,
+			"samplerArg", cfg.OTELSamplerArg, "serviceName", cfg.OTELServiceName)
+	}
+
 	logger.Info("Initializing session store", "storeType", cfg.SessionStore, "environment", cfg.Env)
-	backend, def, err := openStore(ctx, cfg, getenv, cfg.SessionStore, logger)
+	backend, def, err := openStore(ctx, cfg, getenv, cfg.SessionStore, logger, tracer)
 	if err != nil {
 		return err
 	}
 	m := metrics.New()
-	backend = m.Store(def.Name, backend)
+	// Traced outside the metrics, so that a scrape's ping makes no span.
+	backend = telemetry.Store(m.Store(def.Name, backend), tracer, def.Name)
 	cache := openCache(cfg, backend, def.Name, logger)
 	if cache != nil {
 		m.Cache(cache)
@@ -240,15 +263,15 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 		Production: cfg.Production(), BaseURL: cfg.BaseURL, TrustProxy: cfg.TrustProxy,
 		SessionTTL: cfg.SessionTTL, IdleTimeout: cfg.SessionIdleTimeout, TouchAfter: cfg.SessionTouchAfter,
 		AllowedDomains: cfg.AllowedEmailDomains, Templates: tmpl, Static: static,
-		Stopping: ctx.Done(), Now: clockOf(ctx),
+		Stopping: ctx.Done(), Now: clockOf(ctx), Traced: tracing.Enabled(),
 	}
 	if len(cfg.APIProxy) > 0 {
-		deps.APIProxy = apiproxy.New(cfg.APIProxy, apiproxy.Options{Logger: logger})
+		deps.APIProxy = apiproxy.New(cfg.APIProxy, apiproxy.Options{Logger: logger, Transport: tracing.Transport(apiproxy.NewTransport(0))})
 		for _, u := range cfg.APIProxy {
 			logger.Info("Remote API", "name", u.Name, "path", apiproxy.Mount+u.Name+"/", "base", u.Base.String())
 		}
 	}
-	deps.Providers, deps.DevProvider, err = signInProviders(cfg, secrets[0])
+	deps.Providers, deps.DevProvider, err = signInProviders(cfg, secrets[0], tracing.Transport)
 	if err != nil {
 		return err
 	}
@@ -262,7 +285,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer, ln
 	}
 
 	srv := &http.Server{
-		Handler: handlers.New(deps),
+		Handler: tracing.Handler(handlers.New(deps), "/healthz", "/readyz", "/metrics"),
 		// A client trickling its request holds its place this long at most:
 		// 3s for the headers (they come in one packet from any real
 		// client), 10s for the whole request (the largest body the app

@@ -65,7 +65,7 @@ func openFor(t *testing.T, env map[string]string, store string) sessionstore.Bac
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := openStore(t.Context(), cfg, getenv, store, slog.New(slog.DiscardHandler))
+	b, _, err := openStore(t.Context(), cfg, getenv, store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,17 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"time"
 
 	"example.com/oauth-sessions/internal/auth"
 	"example.com/oauth-sessions/internal/config"
 	"example.com/oauth-sessions/internal/devprovider"
 	"example.com/oauth-sessions/internal/ratelimit"
 )
+
+// providerTimeout bounds each call to a provider (the providers' own
+// default when tracing is off).
+const providerTimeout = 10 * time.Second
 
 // devProviderPath is where the built-in demo provider is mounted.
 const devProviderPath = "/demo-idp"
@@ -24,15 +29,25 @@ const devProviderPath = "/demo-idp"
 // it returns the demo provider instead, and the handler serving it. Adding
 // a provider is a type implementing auth.Provider, its variables in
 // package config, and a few lines here.
-func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.Handler, error) {
+//
+// traced wraps a transport so that the calls to providers are traced
+// (spans under the request's, traceparent sent on); it returns the
+// transport itself when tracing is off.
+func signInProviders(cfg *config.Config, secret string, traced func(http.RoundTripper) http.RoundTripper) ([]auth.Provider, http.Handler, error) {
 	base := cfg.BaseURL.String()
+	// Nil (each provider's default) unless traced.
+	var client *http.Client
+	if rt := traced(nil); rt != nil {
+		client = &http.Client{Timeout: providerTimeout, Transport: rt}
+	}
 	callback := func(name string) string { return base + "/api/auth/" + name + "/callback" }
 	var out []auth.Provider
 	if cfg.GoogleConfigured() {
 		google := auth.OIDCConfig{
 			Name: "google", Label: "Google", Issuer: cfg.GoogleIssuerURL,
 			ClientID: cfg.GoogleClientID, ClientSecret: cfg.GoogleClientSecret, RedirectURL: callback("google"),
-			Scopes: append([]string{"openid", "email", "profile"}, cfg.GoogleScopes...),
+			Scopes:     append([]string{"openid", "email", "profile"}, cfg.GoogleScopes...),
+			HTTPClient: client,
 		}
 		if cfg.GoogleOfflineAccess {
 			// Google's way to a refresh token (it has no offline_access
@@ -45,7 +60,7 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 	if cfg.GitHubConfigured() {
 		out = append(out, auth.NewGitHub(auth.GitHubConfig{
 			ClientID: cfg.GitHubClientID, ClientSecret: cfg.GitHubClientSecret, RedirectURL: callback("github"),
-			URL: cfg.GitHubURL, APIURL: cfg.GitHubAPIURL, Scopes: cfg.GitHubScopes,
+			URL: cfg.GitHubURL, APIURL: cfg.GitHubAPIURL, Scopes: cfg.GitHubScopes, HTTPClient: client,
 		}))
 	}
 	// END remove:github
@@ -54,6 +69,7 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 		generic := auth.OIDCConfig{
 			Name: "oidc", Label: cfg.OIDCName, Issuer: cfg.OIDCIssuerURL, Scopes: cfg.OIDCScopes,
 			ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret, RedirectURL: callback("oidc"),
+			HTTPClient: client,
 		}
 		if cfg.OIDCOfflineAccess {
 			generic.Scopes, generic.AuthParams = offlineAccess(generic.Scopes)
@@ -83,12 +99,16 @@ func signInProviders(cfg *config.Config, secret string) ([]auth.Provider, http.H
 	// The demo asks for offline access, so that calling an API as the
 	// user, refresh included, works with no credentials at all.
 	scopes, params := offlineAccess([]string{"openid", "email", "profile"})
+	devClient := dev.Client()
+	if rt := traced(devClient.Transport); rt != nil {
+		devClient.Transport = rt
+	}
 	demo := auth.NewOIDC(auth.OIDCConfig{
 		Name: "demo", Label: "Development provider", Issuer: issuer,
 		ClientID: "demo-client", ClientSecret: clientSecret, RedirectURL: callback("demo"),
 		Scopes: scopes, AuthParams: params,
 		// In-process: the server need not reach its own public URL.
-		HTTPClient: dev.Client(),
+		HTTPClient: devClient,
 	})
 	return []auth.Provider{demo}, dev, nil
 }

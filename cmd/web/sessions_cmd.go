@@ -135,7 +135,7 @@ func newCodec(cfg *config.Config, secrets []string) (*httpsession.Codec, error) 
 // openReachable opens the named store and checks that it answers, so a CLI
 // run against a store that is down fails at once with a clear message.
 func openReachable(ctx context.Context, cfg *config.Config, getenv func(string) string, name string, logger *slog.Logger) (sessionstore.Backend, error) {
-	store, def, err := openStore(ctx, cfg, getenv, name, logger)
+	store, def, err := openStore(ctx, cfg, getenv, name, logger, nil)
 	if err != nil {
 		return nil, err
 	}

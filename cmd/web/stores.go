@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"example.com/oauth-sessions/internal/config"
 	"example.com/oauth-sessions/internal/envconfig"
 	"example.com/oauth-sessions/internal/httpsession"
@@ -25,7 +27,8 @@ func loadConfig(getenv func(string) string) (*config.Config, error) {
 // where the program's settings meet it. A store on a server of its own
 // that is down at start-up is not an error: the app serves 503 on session
 // routes until it answers.
-func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, name string, logger *slog.Logger) (sessionstore.Backend, sessionstore.Definition, error) {
+// tracer, when set, traces the store's client (nil: tracing off).
+func openStore(ctx context.Context, cfg *config.Config, getenv func(string) string, name string, logger *slog.Logger, tracer trace.TracerProvider) (sessionstore.Backend, sessionstore.Definition, error) {
 	def, ok := sessionstore.Lookup(backends(), name)
 	if !ok {
 		return nil, def, &config.Error{Var: "SESSION_STORE", Problem: fmt.Sprintf("%q is not built in; use one of: %s", name, strings.Join(sessionstore.Names(backends()), ", "))}
@@ -34,7 +37,7 @@ func openStore(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		return nil, def, &config.Error{Var: "SESSION_STORE", Problem: fmt.Sprintf("%s loses every session on restart and is refused in production; use a persistent store (or set ALLOW_MEMORY_STORE_IN_PRODUCTION=true)", def.Name)}
 	}
 	env := envconfig.New(getenv)
-	open := def.Configure(env, sessionstore.Params{DataDir: cfg.DataDir, Follow: cfg.SessionCacheSize > 0, Logger: logger})
+	open := def.Configure(env, sessionstore.Params{DataDir: cfg.DataDir, Follow: cfg.SessionCacheSize > 0, Logger: logger, Tracer: tracer})
 	if err := env.Err(); err != nil {
 		return nil, def, err
 	}
