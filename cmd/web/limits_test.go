@@ -84,7 +84,7 @@ func TestLoginStartLimit(t *testing.T) {
 	for range 50 {
 		expectSignedIn(t, b, a, "ada@example.com")
 	}
-	if n := metric(t, a, `auth_logins_total{reason="rate_limited",stage="refused"}`); n < 81 {
+	if n := metric(t, a, `auth_logins_total{provider="google",reason="rate_limited",stage="refused"}`); n < 81 {
 		t.Fatalf("%.0f refusals counted, want every one of the 82", n)
 	}
 }
@@ -145,7 +145,7 @@ func TestInstanceCeiling(t *testing.T) {
 		t.Fatalf("50 starts from 50 addresses in a burst: %d let through, want the ceiling of 5", ok)
 	}
 	// Each address is new: the ceiling is the new-address lane's.
-	if n := metric(t, a, `auth_logins_total{reason="instance_ceiling_new",stage="refused"}`); n < 43 {
+	if n := metric(t, a, `auth_logins_total{provider="google",reason="instance_ceiling_new",stage="refused"}`); n < 43 {
 		t.Fatalf("%.0f refusals at the new-address ceiling counted", n)
 	}
 }

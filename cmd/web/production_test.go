@@ -147,9 +147,9 @@ func TestRequestLimitsAndMetrics(t *testing.T) {
 	b.get(a.URL + "/api/auth/google/callback?state=bogus")
 	m := b.get(a.URL + "/metrics")
 	for _, want := range []string{
-		`auth_logins_total{reason="",stage="started"} 1`,
-		`auth_logins_total{reason="",stage="succeeded"} 1`,
-		`auth_logins_total{reason="bad_state",stage="failed"} 1`,
+		`auth_logins_total{provider="google",reason="",stage="started"} 1`,
+		`auth_logins_total{provider="google",reason="",stage="succeeded"} 1`,
+		`auth_logins_total{provider="google",reason="bad_state",stage="failed"} 1`,
 		`session_store_operation_duration_seconds_count{operation="save",store="sqlite"}`,
 		`session_store_live_records{store="sqlite"} 1`,
 		`go_goroutines`,

@@ -58,7 +58,7 @@ func (s *server) startLogin(p auth.Provider) echo.HandlerFunc {
 		}
 		flow, authURL, err := p.Start(r.Context(), c.QueryParam("returnTo"))
 		if err != nil {
-			s.Metrics.Login("failed", "provider_unreachable")
+			s.Metrics.Login(p.Name(), "failed", "provider_unreachable")
 			return providerDown(p, r.URL.RequestURI(), err)
 		}
 		sess, err := session.Get(s.flowCookieName(r, flow.State), c)
@@ -69,7 +69,7 @@ func (s *server) startLogin(p auth.Provider) echo.HandlerFunc {
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
-		s.Metrics.Login("started", "")
+		s.Metrics.Login(p.Name(), "started", "")
 		s.Logger.Info("Login started", "provider", p.Name(), "flow", httpsession.InfoOf(sess).Key)
 		return c.Redirect(http.StatusFound, authURL)
 	}
@@ -120,7 +120,7 @@ func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
 	tooMany := &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
 		detail: "Too many sign-ins were started from here. Please wait a moment and try again."}
 	refuse := func(c echo.Context, reason string, retry time.Duration) error {
-		s.Metrics.Login("refused", reason)
+		s.Metrics.Login(providerOfRoute(c.Path()), "refused", reason)
 		markRefused(c, reason)
 		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 		return tooMany
@@ -163,6 +163,11 @@ func (s *server) limitStarts(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// providerOfRoute is the provider of a start route, /api/auth/{provider}.
+func providerOfRoute(route string) string {
+	return strings.TrimPrefix(route, "/api/auth/")
+}
+
 // allow asks l whether key may act now; a nil l is no limit.
 func allow(ctx context.Context, l ratelimit.Limiter, key string) (bool, time.Duration, error) {
 	if l == nil {
@@ -202,7 +207,7 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		}
 		state := c.QueryParam("state")
 		if state == "" || len(state) > 256 {
-			s.Metrics.Login("failed", "bad_state")
+			s.Metrics.Login(p.Name(), "failed", "bad_state")
 			return badFlow("The sign-in response had no valid state.")
 		}
 		// One use only: the flow is taken from the store (read and deleted
@@ -219,7 +224,7 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		flow, ok = httpsession.Value[auth.Flow](flowSess, httpsession.KeyFlow)
 		if flowSess.IsNew || !ok || !auth.CheckState(flow, state) {
 			flow = auth.Flow{}
-			s.Metrics.Login("failed", "bad_state")
+			s.Metrics.Login(p.Name(), "failed", "bad_state")
 			s.Logger.Info("Login refused", "reason", "unknown or replayed state")
 			return badFlow("That sign-in link has expired, was already used, or was started in another browser.")
 		}
@@ -227,18 +232,18 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		// was started with, on its route, and say so when it says who it
 		// is (RFC 9207's iss).
 		if flow.Provider != p.Name() {
-			s.Metrics.Login("failed", "wrong_provider")
+			s.Metrics.Login(p.Name(), "failed", "wrong_provider")
 			s.Logger.Warn("Login refused", "reason", "callback on another provider's route", "started", flow.Provider, "callback", p.Name())
 			return badFlow("The sign-in answer came back for another provider than the one it was started with.")
 		}
 		if iss, sent := c.QueryParams()["iss"]; sent && (len(iss) != 1 || iss[0] != p.Issuer()) {
-			s.Metrics.Login("failed", "wrong_issuer")
+			s.Metrics.Login(p.Name(), "failed", "wrong_issuer")
 			s.Logger.Warn("Login refused", "reason", "authorization response from another issuer", "provider", p.Name(), "iss", clip(strings.Join(iss, ","), 200))
 			return badFlow("The sign-in answer came from another provider than the one it was started with.")
 		}
 
 		if e := clip(c.QueryParam("error"), 64); e != "" {
-			s.Metrics.Login("failed", "provider_error")
+			s.Metrics.Login(p.Name(), "failed", "provider_error")
 			s.Logger.Info("Login refused", "reason", "provider error", "provider", p.Name(), "error", e)
 			title, detail := "Sign-in cancelled", "You cancelled the sign-in at "+p.Label()+", so you are not signed in."
 			if e != "access_denied" {
@@ -248,31 +253,31 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		}
 		code := c.QueryParam("code")
 		if code == "" {
-			s.Metrics.Login("failed", "no_code")
+			s.Metrics.Login(p.Name(), "failed", "no_code")
 			return badFlow("The sign-in response had no authorization code.")
 		}
 		res, err := p.Finish(r.Context(), flow, code)
 		switch {
 		case errors.Is(err, auth.ErrProviderUnreachable):
-			s.Metrics.Login("failed", "provider_unreachable")
+			s.Metrics.Login(p.Name(), "failed", "provider_unreachable")
 			return refuse(http.StatusBadGateway, "Sign-in provider unreachable", p.Label()+" could not be reached to finish signing in. Please try again in a moment.", err)
 		case errors.Is(err, auth.ErrNoVerifiedEmail):
-			s.Metrics.Login("failed", "no_verified_email")
+			s.Metrics.Login(p.Name(), "failed", "no_verified_email")
 			s.Logger.Info("Login refused", "reason", "no verified email", "provider", p.Name())
 			return refuse(http.StatusForbidden, "No verified email address",
 				"Your "+p.Label()+" account has no verified primary email address, and this app needs one. Verify an address in your "+p.Label()+" settings, make it primary, then sign in again.", err)
 		case errors.Is(err, auth.ErrTooLarge):
-			s.Metrics.Login("failed", "too_large")
+			s.Metrics.Login(p.Name(), "failed", "too_large")
 			s.Logger.Warn("Login refused", "reason", "answer too large", "provider", p.Name(), "error", err)
 			return refuse(http.StatusBadGateway, "Sign-in failed", p.Label()+" sent more than this app accepts (a profile or an answer far larger than any provider sends), so you are not signed in.", err)
 		case err != nil:
-			s.Metrics.Login("failed", "token_rejected")
+			s.Metrics.Login(p.Name(), "failed", "token_rejected")
 			s.Logger.Warn("Login refused", "reason", "token verification failed", "provider", p.Name(), "error", err)
 			return refuse(http.StatusUnauthorized, "Sign-in failed", "The answer from "+p.Label()+" could not be verified, so you are not signed in.", err)
 		}
 		id := res.Identity
 		if !auth.EmailAllowed(id.Email, s.AllowedDomains) {
-			s.Metrics.Login("failed", "domain_not_allowed")
+			s.Metrics.Login(p.Name(), "failed", "domain_not_allowed")
 			s.Logger.Info("Login refused", "reason", "email domain not allowed", "provider", p.Name(), "verifiedEmail", id.Email != "")
 			return refuse(http.StatusForbidden, "Account not allowed", "This app only accepts accounts with a verified email address at: "+strings.Join(s.AllowedDomains, ", ")+".", nil)
 		}
@@ -309,7 +314,7 @@ func (s *server) finishLogin(p auth.Provider) echo.HandlerFunc {
 		if err := sess.Save(r, c.Response()); err != nil {
 			return err
 		}
-		s.Metrics.Login("succeeded", "")
+		s.Metrics.Login(p.Name(), "succeeded", "")
 		s.Logger.Info("User logged in", "provider", id.Provider, "session", httpsession.InfoOf(sess).Key,
 			"apiAccess", res.Token != nil, "refreshable", res.Token != nil && res.Token.RefreshToken != "")
 		return c.Redirect(http.StatusFound, auth.SafeReturnPath(flow.ReturnTo))

@@ -52,8 +52,8 @@ func New() *Metrics {
 		}, []string{"store", "operation"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auth_logins_total",
-			Help: "Logins by stage (started, succeeded, failed) and, for failures, reason.",
-		}, []string{"stage", "reason"}),
+			Help: "Logins by provider, stage (started, succeeded, failed, refused) and, for failures and refusals, reason.",
+		}, []string{"provider", "stage", "reason"}),
 		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auth_backchannel_logouts_total",
 			Help: "Back-channel logout requests by provider and result (ended, invalid, replayed, refused).",
@@ -117,9 +117,10 @@ func (m *Metrics) Request(method, route string, status int, took time.Duration) 
 	m.latency.WithLabelValues(method, route).Observe(took.Seconds())
 }
 
-// Login counts a login event; reason is empty except for failures.
-func (m *Metrics) Login(stage, reason string) {
-	m.logins.WithLabelValues(stage, reason).Inc()
+// Login counts a login event with provider (its route's name); reason is
+// empty except for failures and refusals.
+func (m *Metrics) Login(provider, stage, reason string) {
+	m.logins.WithLabelValues(provider, stage, reason).Inc()
 }
 
 // BackchannelLogout counts a back-channel logout request and its result.
