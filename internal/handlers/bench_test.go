@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"example.com/oauth-sessions/internal/auth"
+	"example.com/oauth-sessions/internal/telemetry"
+	"example.com/oauth-sessions/internal/telemetry/otlptest"
 )
 
 // BenchmarkRoutes is the app's whole handler (every middleware) in process,
@@ -65,7 +68,7 @@ func BenchmarkProfile(b *testing.B) {
 		ttl  time.Duration
 	}{{"fresh", 0}, {"at-expiry", time.Second}} {
 		b.Run(bc.name, func(b *testing.B) {
-			app := newAppTTL(b, true, bc.ttl)
+			app := newAppWith(b, appOptions{cache: true, accessTTL: bc.ttl})
 			c := app.browser()
 			signIn(b, c, "/")
 			b.ReportAllocs()
@@ -77,6 +80,43 @@ func BenchmarkProfile(b *testing.B) {
 				res.Body.Close()
 				if res.StatusCode != http.StatusOK {
 					b.Fatalf("/api/app/profile = %d", res.StatusCode)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTracing is /api/auth/me, the plain signed-in request, through
+// the whole handler with OpenTelemetry tracing off (the default: nothing
+// wraps the handler), and on, sampling every request or one in ten, its
+// spans exported over OTLP/HTTP to a receiver in this process.
+func BenchmarkTracing(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		on   bool
+		arg  float64
+	}{{"off", false, 0}, {"on-100pct", true, 1}, {"on-10pct", true, 0.1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var tracing *telemetry.Tracing
+			if bc.on {
+				recv := otlptest.Start(b)
+				var err error
+				tracing, err = telemetry.New(b.Context(), telemetry.Config{Endpoint: recv.URL, Sampler: "parentbased_traceidratio", SamplerArg: bc.arg, ServiceName: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = tracing.Shutdown(context.Background()) })
+			}
+			app := newAppWith(b, appOptions{cache: true, tracing: tracing})
+			cookie := app.session(b, auth.Identity{ID: "dev|ada", Email: "ada@example.com", Name: "Ada Lovelace", Provider: "demo"})
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodGet, "/api/auth/me", nil)
+				req.AddCookie(cookie)
+				rec := httptest.NewRecorder()
+				app.handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("/api/auth/me = %d", rec.Code)
 				}
 			}
 		})

@@ -27,6 +27,7 @@ import (
 	"example.com/oauth-sessions/internal/notes"
 	// END remove:notes
 	"example.com/oauth-sessions/internal/sessionstore/memstore"
+	"example.com/oauth-sessions/internal/telemetry"
 )
 
 const base = "http://app.test"
@@ -47,13 +48,22 @@ type testApp struct {
 
 func newApp(tb testing.TB, withCache bool) *testApp {
 	tb.Helper()
-	return newAppTTL(tb, withCache, 0)
+	return newAppWith(tb, appOptions{cache: withCache})
 }
 
-// newAppTTL is newApp with the demo provider's access tokens living
-// accessTTL (0: its default, 5 minutes).
-func newAppTTL(tb testing.TB, withCache bool, accessTTL time.Duration) *testApp {
+// appOptions change the test app.
+type appOptions struct {
+	cache bool
+	// accessTTL is how long the demo provider's access tokens live (0:
+	// its default, 5 minutes).
+	accessTTL time.Duration
+	// tracing, when set, traces the handler as the program does.
+	tracing *telemetry.Tracing
+}
+
+func newAppWith(tb testing.TB, o appOptions) *testApp {
 	tb.Helper()
+	withCache, accessTTL := o.cache, o.accessTTL
 	clock := fakeclock.New(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	store := memstore.New(memstore.Options{Now: clock.Now})
 	tb.Cleanup(func() { store.Close() })
@@ -100,7 +110,8 @@ func newAppTTL(tb testing.TB, withCache bool, accessTTL time.Duration) *testApp 
 	tb.Cleanup(func() { a.notes.Close() })
 	d.Notes = a.notes
 	// END remove:notes
-	a.handler = handlers.New(d)
+	d.Traced = o.tracing.Enabled()
+	a.handler = o.tracing.Handler(handlers.New(d), "/healthz")
 	return a
 }
 
