@@ -27,7 +27,9 @@ func addRoutes(e *echo.Echo, s *server) {
 	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "64K",
 		// The remote APIs' proxy has its own limit, checked once the
 		// user is known (apiproxy.Options.MaxBody).
-		Skipper: func(c echo.Context) bool { return strings.HasPrefix(c.Request().URL.Path, apiproxy.Mount) }}))
+		Skipper: func(c echo.Context) bool {
+			return s.APIProxy != nil && strings.HasPrefix(c.Request().URL.Path, apiproxy.Mount)
+		}}))
 	e.Use(s.crossOriginProtection()) // every POST/PUT/PATCH/DELETE below
 	e.Use(session.Middleware(s.sessions))
 
