@@ -186,12 +186,12 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 func TestTracingSettings(t *testing.T) {
 	c, err := load("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_TRACES_SAMPLER", "parentbased_traceidratio",
 		"OTEL_TRACES_SAMPLER_ARG", "0.25", "OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=a%20b",
-		"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr%3Dt", "APP_NAME", "Acme Notes 2")
+		"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cr%3Dt", "APP_NAME", "Acme Shop 2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.OTELEndpoint != "http://collector:4318" || c.OTELSampler != "parentbased_traceidratio" || c.OTELSamplerArg != 0.25 ||
-		c.OTELResource["team"] != "a b" || c.OTELHeaders["x-api-key"] != "s3cr=t" || c.OTELServiceName != "acme-notes-2" || c.OTELProtocol != "http/protobuf" {
+		c.OTELResource["team"] != "a b" || c.OTELHeaders["x-api-key"] != "s3cr=t" || c.OTELServiceName != "acme-shop-2" || c.OTELProtocol != "http/protobuf" {
 		t.Fatalf("tracing settings = %q %q %v %v %v %q %q", c.OTELEndpoint, c.OTELSampler, c.OTELSamplerArg, c.OTELResource, c.OTELHeaders, c.OTELServiceName, c.OTELProtocol)
 	}
 	if c, err := load("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_SDK_DISABLED", "true"); err != nil || c.OTELEndpoint != "" {

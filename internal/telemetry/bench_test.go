@@ -44,7 +44,7 @@ func BenchmarkHandler(b *testing.B) {
 				b.Fatal(err)
 			}
 			h := tr.Handler(ok)
-			req := httptest.NewRequest(http.MethodGet, "/app/notes", nil)
+			req := httptest.NewRequest(http.MethodGet, "/app/items", nil)
 			b.ReportAllocs()
 			for b.Loop() {
 				w := httptest.NewRecorder()

@@ -34,7 +34,7 @@ var (
 	safeAttrs = []attribute.KeyValue{
 		attribute.Int("http.response.status_code", 302),
 		attribute.String("url.path", "/cb"),
-		attribute.String("session_store.name", "redis"),
+		attribute.String("session_store.name", "sqlite"),
 		attribute.Bool("session_store.found", true),
 		attribute.String("code.function.name", "handlers.callback"),
 		attribute.String("http.route", "/api/auth/:provider/callback"),
@@ -53,7 +53,7 @@ func secretEvent() sdktrace.Event {
 // exporter and looks at what it passes on.
 func TestRedactingExporter(t *testing.T) {
 	next := tracetest.NewInMemoryExporter()
-	res := resource.NewSchemaless(attribute.String("service.name", "notes"))
+	res := resource.NewSchemaless(attribute.String("service.name", "shop"))
 	stub := tracetest.SpanStub{
 		Name:       "GET",
 		Attributes: append(append([]attribute.KeyValue{}, secretAttrs...), safeAttrs...),
@@ -101,7 +101,7 @@ func TestRedactingExporter(t *testing.T) {
 		"status":                    "callback https://h/cb failed for [email]",
 		"http.response.status_code": "302",
 		"url.path":                  "/cb",
-		"session_store.name":        "redis",
+		"session_store.name":        "sqlite",
 		"session_store.found":       "true",
 		"code.function.name":        "handlers.callback",
 		"http.route":                "/api/auth/:provider/callback",

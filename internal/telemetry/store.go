@@ -25,11 +25,22 @@ const (
 	attrStoreCount    = "session_store.count"    // records returned: ByOwner, All
 )
 
-// dbSystems are the db.system.name of the stores that have one. Read-only.
-var dbSystems = map[string]attribute.KeyValue{
-	"redis":  semconv.DBSystemNameRedis,
-	"sqlite": semconv.DBSystemNameSQLite,
-	"mongo":  semconv.DBSystemNameMongoDB,
+// dbSystem is the db.system.name of the built-in store called store, when
+// it has one.
+func dbSystem(store string) (attribute.KeyValue, bool) {
+	switch store {
+	case "sqlite":
+		return semconv.DBSystemNameSQLite, true
+	// BEGIN remove:redis
+	case "redis":
+		return semconv.DBSystemNameRedis, true
+	// END remove:redis
+	// BEGIN remove:mongo
+	case "mongo":
+		return semconv.DBSystemNameMongoDB, true
+	// END remove:mongo
+	}
+	return attribute.KeyValue{}, false
 }
 
 // Store wraps b so that each operation is an internal span from tp, named
@@ -52,7 +63,7 @@ func Store(b sessionstore.Backend, tp trace.TracerProvider, store string) sessio
 		return b
 	}
 	attrs := []attribute.KeyValue{attribute.String(attrStoreName, store)}
-	if sys, ok := dbSystems[store]; ok {
+	if sys, ok := dbSystem(store); ok {
 		attrs = append(attrs, sys)
 	}
 	return &traced{Backend: b, tracer: tp.Tracer(scope), attrs: attrs}

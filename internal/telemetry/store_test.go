@@ -137,7 +137,7 @@ func TestStoreErrors(t *testing.T) {
 	tr := newTracing(t, Config{Endpoint: rcv.URL, Sampler: "always_on"})
 	mem := memstore.New(memstore.Options{})
 	t.Cleanup(func() { _ = mem.Close() })
-	b := Store(failing{mem}, tr.Provider(), "redis")
+	b := Store(failing{mem}, tr.Provider(), "sqlite")
 	if _, _, err := b.Find(context.Background(), storeKey); err == nil || !strings.Contains(err.Error(), storeKey) {
 		t.Fatalf("Find: %v, want the backend's error unchanged", err)
 	}
@@ -155,7 +155,7 @@ func TestStoreErrors(t *testing.T) {
 		s.Events[0].Attributes["exception.message"] != `lookup "[redacted]": connection reset` || s.Events[0].Attributes["exception.type"] != "*fmt.wrapError" {
 		t.Errorf("events %v", s.Events)
 	}
-	if s.Attributes["db.system.name"] != "redis" || s.Attributes["session_store.found"] != "false" {
+	if s.Attributes["db.system.name"] != "sqlite" || s.Attributes["session_store.found"] != "false" {
 		t.Errorf("attributes %v", s.Attributes)
 	}
 }

@@ -77,7 +77,7 @@ func values(spans []otlptest.Span) []string {
 func TestHandlerAndTransport(t *testing.T) {
 	rcv := otlptest.Start(t)
 	tr := newTracing(t, Config{
-		Endpoint: rcv.URL, Sampler: "always_on", ServiceName: "notes", Version: "1.2.3",
+		Endpoint: rcv.URL, Sampler: "always_on", ServiceName: "shop", Version: "1.2.3",
 		Resource: map[string]string{"deployment.environment.name": "test", "service.name": "overridden"},
 	})
 
@@ -139,7 +139,7 @@ func TestHandlerAndTransport(t *testing.T) {
 	default:
 		t.Error("the downstream service was not called")
 	}
-	for k, want := range map[string]string{"service.name": "notes", "service.version": "1.2.3", "deployment.environment.name": "test", "telemetry.sdk.language": "go"} {
+	for k, want := range map[string]string{"service.name": "shop", "service.version": "1.2.3", "deployment.environment.name": "test", "telemetry.sdk.language": "go"} {
 		if got := server.Resource[k]; got != want {
 			t.Errorf("resource %s = %q, want %q", k, got, want)
 		}
@@ -296,12 +296,12 @@ func TestOff(t *testing.T) {
 // TestGRPC exports over OTLP/gRPC, headers becoming metadata.
 func TestGRPC(t *testing.T) {
 	rcv := otlptest.StartGRPC(t)
-	tr := newTracing(t, Config{Endpoint: rcv.URL, Protocol: "grpc", Sampler: "always_on", ServiceName: "notes",
+	tr := newTracing(t, Config{Endpoint: rcv.URL, Protocol: "grpc", Sampler: "always_on", ServiceName: "shop",
 		Headers: map[string]string{"x-api-key": "k1"}})
 	tr.Handler(okHandler{}).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 	flush(t, tr)
 	s := only(t, rcv.Spans(), "server")
-	if s.Resource["service.name"] != "notes" {
+	if s.Resource["service.name"] != "shop" {
 		t.Errorf("resource %v", s.Resource)
 	}
 	if h := rcv.Headers(); len(h) == 0 || h[0].Get("x-api-key") != "k1" {
@@ -349,13 +349,13 @@ func TestConfigWinsOverEnvironment(t *testing.T) {
 	}
 	for _, headers := range []map[string]string{{"x-api-key": "k1"}, nil} {
 		rcv := otlptest.Start(t)
-		tr := newTracing(t, Config{Endpoint: rcv.URL + "/", Sampler: "always_on", ServiceName: "notes", Headers: headers})
+		tr := newTracing(t, Config{Endpoint: rcv.URL + "/", Sampler: "always_on", ServiceName: "shop", Headers: headers})
 		tr.Handler(okHandler{}).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 		flush(t, tr)
 
 		s := only(t, rcv.Spans(), "server") // sent here, as protobuf, sampled
-		if _, ok := s.Resource["from.env"]; ok || s.Resource["service.name"] != "notes" {
-			t.Errorf("resource %v: want service.name notes and nothing from OTEL_RESOURCE_ATTRIBUTES", s.Resource)
+		if _, ok := s.Resource["from.env"]; ok || s.Resource["service.name"] != "shop" {
+			t.Errorf("resource %v: want service.name shop and nothing from OTEL_RESOURCE_ATTRIBUTES", s.Resource)
 		}
 		h := rcv.Headers()
 		if len(h) == 0 || h[0].Get("x-api-key") != headers["x-api-key"] || h[0].Get("x-from-env") != "" {

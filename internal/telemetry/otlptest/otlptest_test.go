@@ -20,7 +20,7 @@ func request(t *testing.T) []byte {
 		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 	}
 	msg := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
-		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("service.name", "notes")}},
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("service.name", "shop")}},
 		ScopeSpans: []*tracepb.ScopeSpans{{
 			Scope: &commonpb.InstrumentationScope{Name: "scope"},
 			Spans: []*tracepb.Span{{
@@ -110,7 +110,7 @@ func TestReceiver(t *testing.T) {
 		s.Kind != want.Kind || s.Scope != want.Scope || s.StatusCode != want.StatusCode || s.StatusMessage != want.StatusMessage {
 		t.Errorf("span %+v, want %+v", s, want)
 	}
-	if s.Attributes["url.path"] != "/" || s.Attributes["n"] != "200" || s.Attributes["list"] != "[true, 0.5]" || s.Resource["service.name"] != "notes" {
+	if s.Attributes["url.path"] != "/" || s.Attributes["n"] != "200" || s.Attributes["list"] != "[true, 0.5]" || s.Resource["service.name"] != "shop" {
 		t.Errorf("attributes %v, resource %v", s.Attributes, s.Resource)
 	}
 	if len(s.Events) != 1 || s.Events[0].Name != "exception" || s.Events[0].Attributes["exception.message"] != "boom" {
