@@ -38,7 +38,7 @@ func dbSystem(store string) (attribute.KeyValue, bool) {
 	// BEGIN remove:mongo
 	case "mongo":
 		return semconv.DBSystemNameMongoDB, true
-	// END remove:mongo
+		// END remove:mongo
 	}
 	return attribute.KeyValue{}, false
 }
