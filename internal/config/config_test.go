@@ -197,7 +197,7 @@ func TestTracingSettings(t *testing.T) {
 	if c, err := load("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_SDK_DISABLED", "true"); err != nil || c.OTELEndpoint != "" {
 		t.Fatalf("OTEL_SDK_DISABLED=true leaves the endpoint %q (%v)", c.OTELEndpoint, err)
 	}
-	if c, err := load(); err != nil || c.OTELEndpoint != "" || c.OTELServiceName != "oauth-sessions" {
+	if c, err := load(); err != nil || c.OTELEndpoint != "" || c.OTELServiceName != strings.ReplaceAll(strings.ToLower(c.AppName), " ", "-") {
 		t.Fatalf("defaults: endpoint %q, service %q (%v)", c.OTELEndpoint, c.OTELServiceName, err)
 	}
 }
