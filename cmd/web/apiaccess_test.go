@@ -35,17 +35,6 @@ func offlineEnv(t *testing.T, p *idp, dir string) map[string]string {
 	return env
 }
 
-// listen is a socket of the test's for an app instance.
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // apiAnswer is a status and JSON body of /api/app/profile.
 type apiAnswer struct {
 	status int

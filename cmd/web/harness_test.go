@@ -204,12 +204,18 @@ func baseEnv(t *testing.T, p *idp, dir string) map[string]string {
 // until /healthz answers.
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
+	return startAppOn(t, env, listen(t))
+}
+
+// listen is a socket of the test's on 127.0.0.1, for an app instance.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return startAppOn(t, env, ln)
+	return ln
 }
 
 // startAppOn runs the program with env on a copy of ln, and waits until

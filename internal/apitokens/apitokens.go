@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -268,11 +267,7 @@ func (k *Keeper) refreshLocked(w http.ResponseWriter, r *http.Request, sess *ses
 	cancel()
 	switch {
 	case err == nil:
-		scopes := t.Scopes
-		if s, _ := tok.Extra("scope").(string); s != "" {
-			scopes = splitScopes(s) // what the provider says now
-		}
-		fresh := FromOAuth2(tok, scopes, k.now())
+		fresh := FromOAuth2(tok, auth.GrantedScopes(tok, t.Scopes), k.now())
 		sess.Values[httpsession.KeyTokens] = fresh
 		if err := sess.Save(r, w); err != nil {
 			k.Metrics.TokenRefresh(p.Name(), "store_error")
@@ -337,7 +332,3 @@ func (k *Keeper) Revoke(p auth.APIProvider, t Tokens) {
 
 // revokeTimeout bounds a revocation at sign-out.
 const revokeTimeout = 5 * time.Second
-
-func splitScopes(s string) []string {
-	return strings.FieldsFunc(s, func(c rune) bool { return c == ' ' || c == ',' })
-}

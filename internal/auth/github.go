@@ -133,7 +133,7 @@ func (g *GitHub) finish(ctx context.Context, f Flow, code string) (Result, error
 		return Result{}, err
 	}
 	return Result{Identity: Identity{ID: "github|" + sub, Email: email, Name: name, Picture: user.AvatarURL, Provider: g.Name()},
-		Subject: sub, Token: tok, Scopes: grantedScopes(tok, g.oauth2.Scopes)}, nil
+		Subject: sub, Token: tok, Scopes: GrantedScopes(tok, g.oauth2.Scopes)}, nil
 }
 
 // Refresh implements APIProvider. An OAuth app's tokens do not expire and

@@ -262,7 +262,7 @@ func (p *OIDC) finish(ctx context.Context, f Flow, code string) (Result, error) 
 		c.Email = ""
 	}
 	id := Identity{ID: p.cfg.Name + "|" + idt.Subject, Email: c.Email, Name: c.Name, Picture: c.Picture, Provider: p.cfg.Name}
-	res := Result{Identity: id, Subject: idt.Subject, SessionID: c.SessionID, Token: tok, Scopes: grantedScopes(tok, p.cfg.Scopes)}
+	res := Result{Identity: id, Subject: idt.Subject, SessionID: c.SessionID, Token: tok, Scopes: GrantedScopes(tok, p.cfg.Scopes)}
 	if err := checkToken(tok); err != nil {
 		return Result{}, err
 	}

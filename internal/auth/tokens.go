@@ -61,10 +61,10 @@ func checkToken(tok *oauth2.Token) error {
 	return nil
 }
 
-// grantedScopes are the scopes a token answer says were granted (RFC 6749
-// §5.1: space-separated; some providers separate them with commas), else those
-// asked for.
-func grantedScopes(tok *oauth2.Token, asked []string) []string {
+// GrantedScopes are the scopes a token answer says were granted (RFC 6749
+// §5.1: space-separated; some providers separate them with commas), else
+// those asked for (or, for a refresh, those granted before).
+func GrantedScopes(tok *oauth2.Token, asked []string) []string {
 	s, _ := tok.Extra("scope").(string)
 	if s == "" {
 		return slices.Clone(asked)

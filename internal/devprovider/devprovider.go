@@ -463,11 +463,15 @@ func (p *Provider) redeem(code string, expires time.Time) bool {
 // revocation endpoints (see authenticate).
 func clientAuthMethods() []string { return []string{"client_secret_basic", "client_secret_post"} }
 
-// authenticate checks the client's credentials in a parsed request: HTTP
-// Basic, form-encoded as RFC 6749 §2.3.1 has it, or client_id and
-// client_secret in the form. Without them it answers 401 invalid_client
-// and reports false.
+// authenticate parses the request's form and checks the client's
+// credentials: HTTP Basic, form-encoded as RFC 6749 §2.3.1 has it, or
+// client_id and client_secret in the form. Without them it answers
+// (400 invalid_request, 401 invalid_client) and reports false.
 func (p *Provider) authenticate(w http.ResponseWriter, r *http.Request) (clientID string, ok bool) {
+	if err := r.ParseForm(); err != nil {
+		tokenError(w, "invalid_request")
+		return "", false
+	}
 	id, secret, basic := r.BasicAuth()
 	if !basic {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
@@ -495,10 +499,6 @@ type tokenResponse struct {
 }
 
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		tokenError(w, "invalid_request")
-		return
-	}
 	id, ok := p.authenticate(w, r)
 	if !ok {
 		return
@@ -626,10 +626,6 @@ func (p *Provider) issue(w http.ResponseWriter, g grant, gen int64, now time.Tim
 // malformed), the answer is 200 with an empty body (§2.2); the
 // token_type_hint only spares a server a lookup, so both kinds are tried.
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		tokenError(w, "invalid_request")
-		return
-	}
 	clientID, ok := p.authenticate(w, r)
 	if !ok {
 		return

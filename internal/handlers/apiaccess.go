@@ -96,7 +96,7 @@ type profileResponse struct {
 // user's access token.
 func (s *server) profile() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		res, err := s.callProfile(c)
+		res, _, err := s.callProfile(c)
 		if err != nil {
 			return s.apiAccessError(c, err)
 		}
@@ -107,16 +107,16 @@ func (s *server) profile() echo.HandlerFunc {
 // callProfile calls the provider's profile API as the user. An access
 // token the provider refuses before its expiry (revoked there) is
 // refreshed once and the call made again: if the grant itself was
-// revoked, the refresh says so.
-func (s *server) callProfile(c echo.Context) (profileResponse, error) {
+// revoked, the refresh says so. It returns the tokens it used too.
+func (s *server) callProfile(c echo.Context) (profileResponse, apitokens.Tokens, error) {
 	p, t, err := s.userTokens(c, "")
 	if err != nil {
-		return profileResponse{}, err
+		return profileResponse{}, t, err
 	}
 	body, err := p.Profile(c.Request().Context(), t.Access)
 	if errors.Is(err, auth.ErrGrantRevoked) {
 		if p, t, err = s.userTokens(c, t.Access); err != nil {
-			return profileResponse{}, err
+			return profileResponse{}, t, err
 		}
 		body, err = p.Profile(c.Request().Context(), t.Access)
 		if errors.Is(err, auth.ErrGrantRevoked) {
@@ -124,13 +124,13 @@ func (s *server) callProfile(c echo.Context) (profileResponse, error) {
 		}
 	}
 	if err != nil {
-		return profileResponse{}, err
+		return profileResponse{}, t, err
 	}
 	res := profileResponse{Provider: p.Name(), Profile: body}
 	if !t.Expiry.IsZero() {
 		res.TokenExpiresAt = jsonTime(t.Expiry)
 	}
-	return res, nil
+	return res, t, nil
 }
 
 // apiInfo is what GET /api/auth/me says of the API access kept: never a

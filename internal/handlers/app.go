@@ -109,7 +109,7 @@ func (s *server) loadProfile(c echo.Context, data *appPage) error {
 	}
 	call := &apiCall{Provider: s.providerLabel(userOf(c).Provider)}
 	data.API = call
-	res, err := s.callProfile(c)
+	res, t, err := s.callProfile(c)
 	switch {
 	case errors.Is(err, httpsession.ErrUnavailable):
 		return err
@@ -125,7 +125,7 @@ func (s *server) loadProfile(c echo.Context, data *appPage) error {
 	if json.Indent(&pretty, res.Profile, "", "  ") == nil {
 		call.Profile = pretty.String()
 	}
-	if t, ok := apitokens.Of(loginOf(c)); ok && !t.Expiry.IsZero() {
+	if !t.Expiry.IsZero() {
 		w := s.when(t.Expiry)
 		call.Expires = &w
 	}

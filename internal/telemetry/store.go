@@ -105,8 +105,14 @@ func end(span trace.Span, err error, secrets ...string) {
 	span.End()
 }
 
-func entrySecrets(e sessionstore.Entry) []string {
-	return append([]string{e.Key}, e.Owners...)
+// endEntry is end for a write of e, whose key and owners stay out of the
+// span (the list of them is made only on a failure).
+func endEntry(span trace.Span, err error, e sessionstore.Entry) {
+	if err == nil {
+		span.End()
+		return
+	}
+	end(span, err, append([]string{e.Key}, e.Owners...)...)
 }
 
 func (s *traced) Find(ctx context.Context, key string) (sessionstore.Entry, bool, error) {
@@ -120,11 +126,7 @@ func (s *traced) Find(ctx context.Context, key string) (sessionstore.Entry, bool
 func (s *traced) Save(ctx context.Context, e sessionstore.Entry) error {
 	ctx, span := s.start(ctx, "session_store.save")
 	err := s.Backend.Save(ctx, e)
-	if err != nil {
-		end(span, err, entrySecrets(e)...)
-	} else {
-		span.End()
-	}
+	endEntry(span, err, e)
 	return err
 }
 
@@ -132,11 +134,7 @@ func (s *traced) Insert(ctx context.Context, e sessionstore.Entry) (bool, error)
 	ctx, span := s.start(ctx, "session_store.insert")
 	inserted, err := s.Backend.Insert(ctx, e)
 	span.SetAttributes(attribute.Bool(attrStoreInserted, inserted))
-	if err != nil {
-		end(span, err, entrySecrets(e)...)
-	} else {
-		span.End()
-	}
+	endEntry(span, err, e)
 	return inserted, err
 }
 

@@ -77,18 +77,8 @@ func (p *rotatingProvider) Refresh(_ context.Context, refreshToken string) (*oau
 // cookie.
 func tokenSession(t *testing.T, g *httpsession.Manager, tokens apitokens.Tokens) *http.Cookie {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	w := httptest.NewRecorder()
-	sess, err := g.Fresh(r, "sid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess.Values[httpsession.KeyUser] = "ada"
-	sess.Values[httpsession.KeyTokens] = tokens
-	if err := sess.Save(r, w); err != nil {
-		t.Fatal(err)
-	}
-	return w.Result().Cookies()[0]
+	c, _ := signInWith(t, g, map[string]any{httpsession.KeyUser: "ada", httpsession.KeyTokens: tokens})
+	return c
 }
 
 // tokenOf asks keeper for the session's access token, as a request with

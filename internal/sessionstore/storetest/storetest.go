@@ -837,13 +837,21 @@ func (r *Recorder) Reset() {
 // store key, as a sign-in leaves them.
 func signIn(t testing.TB, g *httpsession.Manager, user any) (*http.Cookie, string) {
 	t.Helper()
+	return signInWith(t, g, map[string]any{httpsession.KeyUser: user})
+}
+
+// signInWith is signIn with the session's values given.
+func signInWith(t testing.TB, g *httpsession.Manager, values map[string]any) (*http.Cookie, string) {
+	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	w := httptest.NewRecorder()
 	sess, err := g.Fresh(r, "sid")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess.Values[httpsession.KeyUser] = user
+	for k, v := range values {
+		sess.Values[k] = v
+	}
 	if err := sess.Save(r, w); err != nil {
 		t.Fatal(err)
 	}
